@@ -1,0 +1,93 @@
+//! Command-line flags (each also settable by an environment variable) and the
+//! limits the rest of the host reads.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+
+/// The host's configuration.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "ws-router-host",
+    version,
+    about = "WebSocket route host whose routes are WebAssembly plugins"
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "WS_ROUTER_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+
+    /// Directory whose `*.wasm` files are the route plugins.
+    #[arg(long, env = "WS_ROUTER_PLUGINS", default_value = "plugins")]
+    pub plugins: PathBuf,
+
+    /// Publish random-walk bars, quotes and trades for AAPL, GOOGL and MSFT.
+    #[arg(long, env = "WS_ROUTER_DEMO_FEED", overrides_with = "no_demo_feed")]
+    pub demo_feed: bool,
+
+    /// Turn the demo feed off (overrides an earlier `--demo-feed`).
+    #[arg(long, overrides_with = "demo_feed")]
+    pub no_demo_feed: bool,
+
+    /// Demo feed updates per second, per route and symbol.
+    #[arg(long, env = "WS_ROUTER_DEMO_RATE", default_value_t = 4.0)]
+    pub demo_rate: f64,
+
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Whether the demo feed runs.
+    pub fn demo_enabled(&self) -> bool {
+        self.demo_feed && !self.no_demo_feed
+    }
+}
+
+/// Limits on what clients and plugins may use. Defaults suit a production
+/// market-data host; every one can be changed by a flag.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Limits {
+    /// Bytes a connection's outbound queue may hold before the route's
+    /// delivery policy applies (slow consumers are disconnected).
+    #[arg(long, env = "WS_ROUTER_OUTBOX_BYTES", default_value_t = 1 << 20)]
+    pub outbox_bytes: usize,
+
+    /// Largest inbound WebSocket message, in bytes.
+    #[arg(long, env = "WS_ROUTER_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// Subscriptions one connection may hold.
+    #[arg(long, env = "WS_ROUTER_MAX_SUBSCRIPTIONS", default_value_t = 1024)]
+    pub max_subscriptions: usize,
+
+    /// Wall-clock budget of one plugin call, in milliseconds.
+    #[arg(long, env = "WS_ROUTER_PLUGIN_DEADLINE_MS", default_value_t = 50)]
+    pub plugin_deadline_ms: u64,
+
+    /// Linear memory one plugin instance may grow to, in MiB.
+    #[arg(long, env = "WS_ROUTER_PLUGIN_MEMORY_MIB", default_value_t = 64)]
+    pub plugin_memory_mib: usize,
+
+    /// Topics (routing keys) one subscription may resolve to.
+    #[arg(long, env = "WS_ROUTER_MAX_KEYS", default_value_t = 256)]
+    pub max_keys: usize,
+
+    /// Longest topic or key a plugin may return, in bytes.
+    #[arg(long, env = "WS_ROUTER_MAX_TOPIC_BYTES", default_value_t = 1024)]
+    pub max_topic_bytes: usize,
+}
+
+impl Limits {
+    /// The plugin call deadline.
+    pub fn plugin_deadline(&self) -> Duration {
+        Duration::from_millis(self.plugin_deadline_ms)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // One source of truth for the defaults: the clap attributes above.
+        Config::parse_from(["ws-router-host"]).limits
+    }
+}

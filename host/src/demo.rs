@@ -1,0 +1,106 @@
+//! A demo feed: random-walk bars, quotes and trades for a few symbols,
+//! published through [`Host::publish`], the same entry point as
+//! `POST /api/v1/publish`. Read it as an example publisher.
+
+use std::{sync::Arc, time::Duration};
+
+use rand::Rng;
+use serde_json::json;
+
+use crate::{publish::Update, server::Host};
+
+const SYMBOLS: [(&str, f64, &str); 3] = [
+    ("AAPL", 190.0, "Apple Inc."),
+    ("GOOGL", 140.0, "Alphabet Inc."),
+    ("MSFT", 410.0, "Microsoft Corporation"),
+];
+
+struct Walk {
+    symbol: &'static str,
+    name: &'static str,
+    prev_close: f64,
+    open: f64,
+    high: f64,
+    low: f64,
+    last: f64,
+    volume: i64,
+}
+
+/// Publish `rate` rounds per second until the host shuts down.
+pub async fn run(host: Arc<Host>, rate: f64) {
+    let period = Duration::from_secs_f64(1.0 / rate.clamp(0.1, 1000.0));
+    let mut walks: Vec<Walk> = SYMBOLS
+        .iter()
+        .map(|&(symbol, price, name)| Walk {
+            symbol,
+            name,
+            prev_close: price,
+            open: price,
+            high: price,
+            low: price,
+            last: price,
+            volume: 0,
+        })
+        .collect();
+    let mut ticker = tokio::time::interval(period);
+    let mut shutdown = host.shutdown_signal();
+    tracing::info!(rounds_per_second = rate, "demo feed started");
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let updates = round(&mut walks);
+        for result in host.publish_all(&updates).await {
+            if let Err(e) = result {
+                // The routes may not be loaded (yet); say so, quietly.
+                tracing::debug!(error = %e, "demo update not published");
+            }
+        }
+    }
+}
+
+/// One update per route and symbol.
+fn round(walks: &mut [Walk]) -> Vec<Update> {
+    let mut rng = rand::rng();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let minute = now - now % 60_000;
+    let mut updates = Vec::with_capacity(walks.len() * 3);
+    for w in walks.iter_mut() {
+        let step = w.last * rng.random_range(-0.001..0.001);
+        w.last = ((w.last + step) * 100.0).round() / 100.0;
+        w.high = w.high.max(w.last);
+        w.low = w.low.min(w.last);
+        let quantity = rng.random_range(1..500);
+        w.volume += quantity;
+        let spread = 0.01 * rng.random_range(1..5) as f64;
+        let bar = json!({
+            "time": minute, "open": w.open, "high": w.high, "low": w.low, "close": w.last, "volume": w.volume,
+        });
+        let quote = json!({
+            "s": "ok",
+            "n": w.symbol,
+            "v": {
+                "lp": w.last, "ask": w.last + spread / 2.0, "bid": w.last - spread / 2.0, "spread": spread,
+                "open_price": w.open, "high_price": w.high, "low_price": w.low, "prev_close_price": w.prev_close,
+                "ch": w.last - w.prev_close, "chp": (w.last - w.prev_close) / w.prev_close * 100.0,
+                "volume": w.volume, "short_name": w.symbol, "exchange": "NASDAQ", "description": w.name,
+                "original_name": format!("NASDAQ:{}", w.symbol),
+            },
+        });
+        let trade = json!({
+            "symbol": w.symbol, "price": w.last, "quantity": quantity as f64, "time": now,
+            "side": if rng.random_bool(0.5) { "buy" } else { "sell" },
+        });
+        let updates_for_symbol = [
+            Update::for_request("bars", json!({"symbol": w.symbol, "resolution": "1"}), bar),
+            Update::for_request("quotes", json!({"symbols": [w.symbol]}), quote),
+            Update::for_topic("trades", &format!("trades:{}", w.symbol), trade),
+        ];
+        updates.extend(updates_for_symbol.into_iter().filter_map(Result::ok));
+    }
+    updates
+}

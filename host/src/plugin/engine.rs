@@ -1,0 +1,143 @@
+//! One wasmtime engine for every plugin: its configuration, the linker with
+//! the (empty) WASI world plugins see, and the epoch ticker that enforces
+//! call deadlines.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, UpdateDeadline, component::Linker};
+
+use super::{CallError, Instance, PluginState, bindings::RoutePluginPre};
+use crate::config::Limits;
+
+/// Idle instances kept per plugin.
+pub(crate) const MAX_IDLE_INSTANCES: usize = 16;
+
+/// How often the engine's epoch advances; the granularity of deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Shared by every plugin; cheap to clone.
+#[derive(Clone)]
+pub struct PluginEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    limits: Limits,
+}
+
+impl PluginEngine {
+    pub fn new(limits: &Limits) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        // Deadlines: the ticker thread below advances the epoch; a call past
+        // its deadline traps at the next check instead of spinning forever.
+        config.epoch_interruption(true);
+        // Plugins do not use component-model async; turning it off makes
+        // every call about three times cheaper.
+        config.concurrency_support(false);
+        let engine = Engine::new(&config)?;
+
+        let mut linker = Linker::new(&engine);
+        // Plugins built by wasm32-wasip2 toolchains import WASI; they get an
+        // empty context: no files, no network, no environment, no arguments.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+
+        Ok(PluginEngine {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                limits: limits.clone(),
+            }),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<PluginState> {
+        &self.inner.linker
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// A fresh store with the plugin sandbox and memory cap.
+    fn store(&self) -> Store<PluginState> {
+        let limits = &self.inner.limits;
+        let state = PluginState {
+            wasi: wasmtime_wasi::WasiCtxBuilder::new()
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build(),
+            table: wasmtime::component::ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.plugin_memory_mib.saturating_mul(1 << 20))
+                .trap_on_grow_failure(true)
+                .instances(16)
+                .build(),
+            deadline: Instant::now(),
+        };
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|s| &mut s.limits);
+        // Past the deadline, interrupt; before it, yield to the executor each
+        // tick so a slow plugin never blocks a runtime thread for long.
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+
+    /// Start the clock for one call on `store`.
+    pub(crate) fn arm(&self, store: &mut Store<PluginState>) -> Instant {
+        let deadline = Instant::now() + self.inner.limits.plugin_deadline();
+        store.data_mut().deadline = deadline;
+        store.set_epoch_deadline(1);
+        deadline
+    }
+
+    pub(crate) async fn instantiate(
+        &self,
+        pre: &RoutePluginPre<PluginState>,
+    ) -> wasmtime::Result<Instance> {
+        let mut store = self.store();
+        self.arm(&mut store);
+        let bindings = pre.instantiate_async(&mut store).await?;
+        Ok(Instance { store, bindings })
+    }
+
+    /// Turn a failed call into what the caller reports.
+    pub(crate) fn classify(&self, error: wasmtime::Error, deadline: Instant) -> CallError {
+        match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => {
+                CallError::Deadline(self.inner.limits.plugin_deadline_ms)
+            }
+            _ if Instant::now() >= deadline => {
+                CallError::Deadline(self.inner.limits.plugin_deadline_ms)
+            }
+            _ => CallError::Trap(format!("{error:#}")),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! From a `.wasm` file to a checked, ready-to-call [`Plugin`], in linear steps:
+//! read, compile, check the contract, pre-instantiate, ask the plugin who it
+//! is, check its answers. Any failure rejects the file with one reason.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, atomic::AtomicU64},
+    time::SystemTime,
+};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use super::{
+    CONTRACT_VERSION, Instance, Plugin, PluginEngine, RouteInfo, bindings::RoutePluginPre,
+};
+
+/// The interface every route plugin exports, without its version.
+const ROUTE_INTERFACE: &str = "ws-router:plugin/route";
+
+/// Why a file was not loaded. Each names the reason in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read file: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("not a WebAssembly component: {0}")]
+    NotComponent(String),
+    #[error("not a route plugin: it does not export {ROUTE_INTERFACE} (it exports: {0})")]
+    WrongWorld(String),
+    #[error(
+        "incompatible contract: the plugin needs {ROUTE_INTERFACE}@{needs}, this host offers {ROUTE_INTERFACE}@{CONTRACT_VERSION} (compatible: 0.1.x)"
+    )]
+    IncompatibleVersion { needs: String },
+    #[error("cannot link: {0}")]
+    Link(String),
+    #[error("plugin failed while loading ({call}): {message}")]
+    Trap { call: &'static str, message: String },
+    #[error("invalid route name {0:?}: use 1-64 lowercase ASCII letters, digits, '_' or '-'")]
+    BadName(String),
+    #[error("invalid {which} schema: {message}")]
+    BadSchema {
+        which: &'static str,
+        message: String,
+    },
+}
+
+impl PluginEngine {
+    /// Load the plugin in `path`.
+    pub async fn load(&self, path: &Path) -> Result<Plugin, LoadError> {
+        let bytes = tokio::fs::read(path).await?;
+        let sha256 = hex(&Sha256::digest(&bytes));
+        let component = self.compile(path, bytes).await?;
+        self.check_contract(&component)?;
+        let instance_pre = self
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre =
+            RoutePluginPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let mut instance = self.instantiate(&pre).await.map_err(|e| LoadError::Trap {
+            call: "instantiate",
+            message: format!("{e:#}"),
+        })?;
+
+        let info = self.ask_info(&mut instance).await?;
+        let (request_schema, request_validator) = self.ask_schema(&mut instance, "request").await?;
+        let (data_schema, data_validator) = self.ask_schema(&mut instance, "data").await?;
+
+        Ok(Plugin {
+            route: Arc::from(info.name.as_str()),
+            info,
+            request_schema,
+            data_schema,
+            file: path.to_path_buf(),
+            sha256,
+            loaded_at: SystemTime::now(),
+            request_validator,
+            data_validator,
+            pre,
+            engine: self.clone(),
+            idle: Mutex::new(vec![instance]),
+            failures: AtomicU64::new(0),
+        })
+    }
+
+    /// Compile on a blocking thread: a large component takes seconds.
+    async fn compile(&self, path: &Path, bytes: Vec<u8>) -> Result<Component, LoadError> {
+        let engine = self.engine().clone();
+        let path: PathBuf = path.to_path_buf();
+        let started = std::time::Instant::now();
+        tracing::info!(file = %path.display(), bytes = bytes.len(), "compiling plugin");
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+            .await
+            .map_err(|e| LoadError::NotComponent(format!("compiler panicked: {e}")))?
+            .map_err(|e| LoadError::NotComponent(first_line(&format!("{e:#}"))))?;
+        tracing::info!(file = %path.display(), ms = started.elapsed().as_millis() as u64, "compiled plugin");
+        Ok(component)
+    }
+
+    /// Name the contract version the plugin needs when it is not ours.
+    fn check_contract(&self, component: &Component) -> Result<(), LoadError> {
+        let ty = component.component_type();
+        let exports: Vec<String> = ty
+            .exports(self.engine())
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let ours = format!("{ROUTE_INTERFACE}@{CONTRACT_VERSION}");
+        if exports.iter().any(|e| *e == ours) {
+            return Ok(());
+        }
+        match exports.iter().find_map(|e| {
+            e.strip_prefix(ROUTE_INTERFACE)
+                .and_then(|v| v.strip_prefix('@'))
+        }) {
+            Some(version) => Err(LoadError::IncompatibleVersion {
+                needs: version.to_owned(),
+            }),
+            None if exports.iter().any(|e| e == ROUTE_INTERFACE) => {
+                Err(LoadError::IncompatibleVersion {
+                    needs: "(unversioned)".to_owned(),
+                })
+            }
+            None => Err(LoadError::WrongWorld(if exports.is_empty() {
+                "nothing".to_owned()
+            } else {
+                exports.join(", ")
+            })),
+        }
+    }
+
+    async fn ask_info(&self, instance: &mut Instance) -> Result<RouteInfo, LoadError> {
+        self.arm(&mut instance.store);
+        let info = instance
+            .bindings
+            .ws_router_plugin_route()
+            .call_info(&mut instance.store)
+            .await
+            .map_err(|e| LoadError::Trap {
+                call: "info",
+                message: format!("{e:#}"),
+            })?;
+        let valid_name = !info.name.is_empty()
+            && info.name.len() <= 64
+            && info
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !valid_name {
+            return Err(LoadError::BadName(info.name));
+        }
+        Ok(RouteInfo {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+            tags: info.tags,
+        })
+    }
+
+    async fn ask_schema(
+        &self,
+        instance: &mut Instance,
+        which: &'static str,
+    ) -> Result<(Value, jsonschema::Validator), LoadError> {
+        self.arm(&mut instance.store);
+        let route = instance.bindings.ws_router_plugin_route();
+        let text = match which {
+            "request" => route.call_request_schema(&mut instance.store).await,
+            _ => route.call_data_schema(&mut instance.store).await,
+        }
+        .map_err(|e| LoadError::Trap {
+            call: if which == "request" {
+                "request-schema"
+            } else {
+                "data-schema"
+            },
+            message: format!("{e:#}"),
+        })?;
+        let bad = |message: String| LoadError::BadSchema { which, message };
+        let schema: Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        if !schema.is_object() && !schema.is_boolean() {
+            return Err(bad("a JSON Schema is an object or a boolean".to_owned()));
+        }
+        jsonschema::meta::validate(&schema).map_err(|e| bad(e.to_string()))?;
+        let validator = jsonschema::validator_for(&schema).map_err(|e| bad(e.to_string()))?;
+        Ok((schema, validator))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or(s).to_owned()
+}

@@ -1,0 +1,329 @@
+//! The wire format (see `shared/reference/wire-format.md`).
+//!
+//! Every frame is `{"type": "<route>.<operation>", "payload": <any>}`.
+//! Client frames are parsed here and nowhere else; every frame the host sends
+//! is encoded here too, so what a client can see is decided in one file.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// What a client may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Subscribe,
+    Unsubscribe,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Subscribe => "subscribe",
+            Operation::Unsubscribe => "unsubscribe",
+        }
+    }
+}
+
+/// A client command, borrowed from the frame text.
+#[derive(Debug)]
+pub struct Command<'a> {
+    pub route: &'a str,
+    pub op: Operation,
+    pub payload: &'a RawValue,
+}
+
+/// Why a client frame was refused. The `Display` text is what the client
+/// reads in the error reply.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("frame is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("frame must be a JSON object with a string \"type\" and a \"payload\": {0}")]
+    BadEnvelope(String),
+    #[error("\"type\" must look like \"<route>.subscribe\" or \"<route>.unsubscribe\", got {0:?}")]
+    BadType(String),
+    #[error(
+        "\"{0}\" is sent by the server; clients send \"<route>.subscribe\" and \"<route>.unsubscribe\""
+    )]
+    ServerOnly(String),
+    #[error(
+        "unknown operation {op:?} in {ty:?}; clients send \"<route>.subscribe\" and \"<route>.unsubscribe\""
+    )]
+    UnknownOperation { ty: String, op: String },
+    #[error("\"payload\" is missing; send the route's subscription request (for example {{}})")]
+    MissingPayload { route: String, op: Operation },
+    #[error("binary frames are not supported; send JSON text frames")]
+    Binary,
+}
+
+impl FrameError {
+    /// The `<route>.<op>` a reply to this error should carry, when the frame
+    /// named a valid client operation; otherwise the reply type is `error`.
+    pub fn reply_to(&self) -> Option<(&str, Operation)> {
+        match self {
+            FrameError::MissingPayload { route, op } => Some((route, *op)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    payload: Option<&'a RawValue>,
+}
+
+/// Parse one text frame from a client. Unknown envelope fields are ignored,
+/// as unknown request fields are.
+pub fn parse_command(text: &str) -> Result<Command<'_>, FrameError> {
+    // Tell "not JSON at all" from "JSON of the wrong shape": clients fix
+    // these differently.
+    let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            FrameError::NotJson(e.to_string())
+        } else {
+            FrameError::BadEnvelope(e.to_string())
+        }
+    })?;
+    // A `type` with escapes is not borrowable; no valid type has escapes.
+    let std::borrow::Cow::Borrowed(ty) = envelope.ty else {
+        return Err(FrameError::BadType(envelope.ty.into_owned()));
+    };
+    let Some((route, op)) = ty.rsplit_once('.') else {
+        return Err(FrameError::BadType(ty.to_owned()));
+    };
+    let op = match op {
+        "subscribe" => Operation::Subscribe,
+        "unsubscribe" => Operation::Unsubscribe,
+        "update" | "response" => return Err(FrameError::ServerOnly(ty.to_owned())),
+        other => {
+            return Err(FrameError::UnknownOperation {
+                ty: ty.to_owned(),
+                op: other.to_owned(),
+            });
+        }
+    };
+    if route.is_empty() || route.contains('.') {
+        return Err(FrameError::BadType(ty.to_owned()));
+    }
+    let Some(payload) = envelope.payload else {
+        return Err(FrameError::MissingPayload {
+            route: route.to_owned(),
+            op,
+        });
+    };
+    Ok(Command { route, op, payload })
+}
+
+/// One problem found in a request or in published data.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// JSON pointer to the offending value (`""` is the whole document).
+    pub path: String,
+    pub message: String,
+}
+
+/// The payload of a `<route>.<op>.response` frame. Field order is the wire
+/// order of the captured frames.
+#[derive(Debug, Serialize)]
+pub struct Reply<'a> {
+    pub status: Status,
+    pub message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<&'a str>,
+    /// The routing keys, when they differ from `[topic]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topics: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub errors: &'a [Problem],
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Error,
+}
+
+#[derive(Serialize)]
+struct Frame<'a, P: Serialize> {
+    #[serde(rename = "type")]
+    ty: &'a str,
+    payload: P,
+}
+
+fn encode<P: Serialize>(ty: &str, payload: P) -> String {
+    // Only strings, numbers and plain structs: serializing cannot fail.
+    serde_json::to_string(&Frame { ty, payload }).unwrap_or_default()
+}
+
+/// `<route>.<op>.response` with the given reply.
+pub fn reply_frame(route: &str, op: Operation, reply: &Reply<'_>) -> String {
+    encode(&format!("{route}.{}.response", op.as_str()), reply)
+}
+
+/// An error about a frame that named no valid operation.
+pub fn error_frame(message: &str) -> String {
+    #[derive(Serialize)]
+    struct ErrorPayload<'a> {
+        status: Status,
+        message: &'a str,
+    }
+    encode(
+        "error",
+        ErrorPayload {
+            status: Status::Error,
+            message,
+        },
+    )
+}
+
+/// Tells a client that a route it was subscribed to has been removed; its
+/// subscriptions to that route are gone.
+pub fn route_removed_frame(route: &str, topics: &[&str]) -> String {
+    #[derive(Serialize)]
+    struct Removed<'a> {
+        route: &'a str,
+        message: String,
+        topics: &'a [&'a str],
+    }
+    let message = format!("route {route:?} was removed; its subscriptions have ended");
+    encode(
+        "route.removed",
+        Removed {
+            route,
+            message,
+            topics,
+        },
+    )
+}
+
+/// `{"type":"<route>.update","payload":{"topic":<topic>,"payload":<data>}}`.
+///
+/// `data` must be compact JSON text (see [`compact_json`]). Built by
+/// concatenation: this runs once per publication and topic, and its bytes are
+/// then shared by every subscriber.
+pub fn update_frame(route: &str, topic: &str, data: &str) -> String {
+    let mut out = String::with_capacity(48 + route.len() + topic.len() * 2 + data.len());
+    out.push_str("{\"type\":\"");
+    // Route names are validated at load: [a-z0-9_-] only, nothing to escape.
+    out.push_str(route);
+    out.push_str(".update\",\"payload\":{\"topic\":");
+    push_json_str(topic, &mut out);
+    out.push_str(",\"payload\":");
+    out.push_str(data);
+    out.push_str("}}");
+    out
+}
+
+fn push_json_str(s: &str, out: &mut String) {
+    match serde_json::to_string(s) {
+        Ok(quoted) => out.push_str(&quoted),
+        Err(_) => out.push_str("\"\""),
+    }
+}
+
+/// `text` (valid JSON) without insignificant whitespace. Publishers may send
+/// pretty-printed data; subscribers get it compact, as the captured frames.
+pub fn compact_json(text: &str) -> std::borrow::Cow<'_, str> {
+    let needs_work = text
+        .bytes()
+        .any(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'));
+    if !needs_work {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if !matches!(c, ' ' | '\n' | '\r' | '\t') {
+            if c == '"' {
+                in_string = true;
+            }
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_subscribe() {
+        let cmd =
+            parse_command(r#"{"type":"bars.subscribe","payload":{"symbol":"AAPL"}}"#).unwrap();
+        assert_eq!(cmd.route, "bars");
+        assert_eq!(cmd.op, Operation::Subscribe);
+        assert_eq!(cmd.payload.get(), r#"{"symbol":"AAPL"}"#);
+    }
+
+    #[test]
+    fn refuses_what_clients_may_not_send() {
+        assert!(matches!(parse_command("nope"), Err(FrameError::NotJson(_))));
+        assert!(matches!(
+            parse_command("[1]"),
+            Err(FrameError::BadEnvelope(_))
+        ));
+        assert!(matches!(
+            parse_command(r#"{"type":"bars.update","payload":{}}"#),
+            Err(FrameError::ServerOnly(_))
+        ));
+        assert!(matches!(
+            parse_command(r#"{"type":"bars","payload":{}}"#),
+            Err(FrameError::BadType(_))
+        ));
+        assert!(matches!(
+            parse_command(r#"{"type":".subscribe","payload":{}}"#),
+            Err(FrameError::BadType(_))
+        ));
+        assert!(matches!(
+            parse_command(r#"{"type":"bars.publish","payload":{}}"#),
+            Err(FrameError::UnknownOperation { .. })
+        ));
+        assert!(matches!(
+            parse_command(r#"{"type":"bars.subscribe"}"#),
+            Err(FrameError::MissingPayload { .. })
+        ));
+        assert!(matches!(
+            parse_command(r#"{"type":7,"payload":{}}"#),
+            Err(FrameError::BadEnvelope(_))
+        ));
+    }
+
+    #[test]
+    fn update_frame_matches_capture() {
+        let frame = update_frame(
+            "bars",
+            r#"bars:{"resolution":"1","symbol":"AAPL"}"#,
+            r#"{"time":1,"open":1.0,"high":2.0,"low":0.5,"close":1.5,"volume":10}"#,
+        );
+        assert_eq!(
+            frame,
+            r#"{"type":"bars.update","payload":{"topic":"bars:{\"resolution\":\"1\",\"symbol\":\"AAPL\"}","payload":{"time":1,"open":1.0,"high":2.0,"low":0.5,"close":1.5,"volume":10}}}"#
+        );
+    }
+
+    #[test]
+    fn compacts_outside_strings_only() {
+        assert_eq!(
+            compact_json("{ \"a b\" : [1, 2],\n \"c\":\"x\\\" y\" }"),
+            "{\"a b\":[1,2],\"c\":\"x\\\" y\"}"
+        );
+        assert!(matches!(
+            compact_json("{\"a\":1}"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+}

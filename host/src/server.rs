@@ -1,0 +1,192 @@
+//! The host's shared state and HTTP surface.
+//!
+//! [`Host`] is the application state: one field per concern, shared by every
+//! handler. [`Host::router`] is the whole HTTP API in one chain.
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use axum::{
+    Json, Router,
+    extract::{Query, State},
+    routing::{get, post},
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::{
+    config::Config,
+    plugin::{Plugin, PluginEngine},
+    publish,
+    registry::{ConnId, Registry},
+    routes::RouteTable,
+    session,
+};
+
+pub struct Host {
+    /// Flags and limits, fixed for the process lifetime.
+    pub config: Config,
+    /// Compiles and runs plugins.
+    pub engine: PluginEngine,
+    /// Route name -> serving plugin.
+    pub routes: RouteTable,
+    /// Key -> subscribers, and the fan-out.
+    pub registry: Registry,
+    /// Set once, when the host starts shutting down.
+    shutdown: watch::Sender<bool>,
+    next_conn: AtomicU64,
+}
+
+impl Host {
+    pub fn new(config: Config) -> anyhow::Result<Arc<Host>> {
+        let engine = PluginEngine::new(&config.limits)?;
+        Ok(Arc::new(Host {
+            config,
+            engine,
+            routes: RouteTable::default(),
+            registry: Registry::default(),
+            shutdown: watch::Sender::new(false),
+            next_conn: AtomicU64::new(1),
+        }))
+    }
+
+    /// Load every `*.wasm` directly inside `dir`, in file-name order, so
+    /// that when two files declare one route the same one always wins.
+    /// A file that fails is logged and skipped; the others still load.
+    pub async fn load_plugin_dir(&self, dir: &Path) -> anyhow::Result<usize> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| anyhow::anyhow!("cannot read plugins directory {}: {e}", dir.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "wasm"))
+            .collect();
+        files.sort();
+        let mut loaded = 0;
+        for file in files {
+            match self.engine.load(&file).await {
+                Ok(plugin) => match self.routes.get(&plugin.info.name) {
+                    Some(existing) => tracing::error!(
+                        file = %file.display(),
+                        route = %plugin.info.name,
+                        "plugin rejected: route {:?} is already served by {}",
+                        plugin.info.name,
+                        existing.file.display()
+                    ),
+                    None => {
+                        log_loaded(&plugin);
+                        self.routes.insert(Arc::new(plugin));
+                        loaded += 1;
+                    }
+                },
+                Err(e) => tracing::error!(file = %file.display(), "plugin rejected: {e}"),
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// The whole HTTP API.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/api/v1/ws", get(session::upgrade))
+            .route("/api/v1/publish", post(publish::http_publish))
+            .route("/api/v1/subscribers", get(subscribers))
+            .route("/api/v1/routes", get(routes))
+            .with_state(Arc::clone(self))
+    }
+
+    /// Serve on `listener` until `stop` resolves, then close every client
+    /// with 1001 and return once they are gone.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let host = Arc::clone(&self);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                stop.await;
+                tracing::info!("shutting down: closing clients");
+                host.shutdown.send_replace(true);
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Whether publishing to `topic` would reach anyone.
+    pub fn has_subscribers(&self, topic: &str) -> bool {
+        self.registry.has_subscribers(topic)
+    }
+}
+
+fn log_loaded(plugin: &Plugin) {
+    tracing::info!(
+        route = %plugin.info.name,
+        version = %plugin.info.version,
+        file = %plugin.file.display(),
+        sha256 = %&plugin.sha256[..12],
+        "route loaded"
+    );
+}
+
+#[derive(Deserialize)]
+struct TopicQuery {
+    topic: String,
+}
+
+#[derive(Serialize)]
+struct SubscriberCount {
+    topic: String,
+    has_subscribers: bool,
+    subscribers: usize,
+}
+
+/// `GET /api/v1/subscribers?topic=<key>`.
+async fn subscribers(
+    State(host): State<Arc<Host>>,
+    Query(q): Query<TopicQuery>,
+) -> Json<SubscriberCount> {
+    let subscribers = host.registry.subscriber_count(&q.topic);
+    Json(SubscriberCount {
+        topic: q.topic,
+        has_subscribers: subscribers > 0,
+        subscribers,
+    })
+}
+
+#[derive(Serialize)]
+struct RouteView<'a> {
+    #[serde(flatten)]
+    info: &'a crate::plugin::RouteInfo,
+    request_schema: &'a serde_json::Value,
+    data_schema: &'a serde_json::Value,
+}
+
+/// `GET /api/v1/routes`: every route with its schemas.
+async fn routes(State(host): State<Arc<Host>>) -> Json<serde_json::Value> {
+    let table = host.routes.snapshot();
+    let views: Vec<RouteView<'_>> = table
+        .values()
+        .map(|p| RouteView {
+            info: &p.info,
+            request_schema: &p.request_schema,
+            data_schema: &p.data_schema,
+        })
+        .collect();
+    Json(serde_json::to_value(views).unwrap_or_default())
+}

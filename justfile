@@ -1,0 +1,31 @@
+# ws-router: a WebSocket route host whose routes are WebAssembly plugins.
+# `just build-plugins && just run` serves bars, quotes and trades with a demo
+# feed; `just test` runs every test.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+plugin_target := "target/wasm32-wasip2/plugin"
+
+# List the recipes.
+default:
+    @just --list
+
+# Build the bars, quotes and trades plugins into plugins/*.wasm.
+build-plugins:
+    cargo build --profile plugin --target wasm32-wasip2 -p bars -p quotes -p trades
+    for p in bars quotes trades; do cp {{plugin_target}}/$p.wasm plugins/$p.wasm; done
+    @ls -l plugins/*.wasm
+
+# Run the host (release build) with the demo feed; extra arguments go to the host.
+run *ARGS:
+    @for p in bars quotes trades; do [ -f plugins/$p.wasm ] || { just build-plugins; break; }; done
+    cargo run --release -p ws-router-host -- --demo-feed {{ARGS}}
+
+# Run every test.
+test: build-plugins
+    cargo test --workspace --exclude bars --exclude quotes --exclude trades
+
+# Format and lint.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --exclude bars --exclude quotes --exclude trades --all-targets -- -D warnings

@@ -1,0 +1,41 @@
+//! The `bars` route: OHLCV bars. Models only; the topic is the default one.
+
+use ws_router_sdk::prelude::*;
+
+/// Subscribe to the bars of one symbol at one resolution.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct BarsSubscriptionRequest {
+    /// Ticker symbol, e.g. "AAPL".
+    pub symbol: String,
+    /// Bar resolution: "1" (minute), "5", "15", "60", "D"...
+    #[serde(default = "default_resolution")]
+    pub resolution: String,
+}
+
+fn default_resolution() -> String {
+    "1".to_owned()
+}
+
+/// One OHLCV bar.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct Bar {
+    /// Bar open time, Unix milliseconds.
+    pub time: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    #[serde(default)]
+    pub volume: i64,
+}
+
+pub struct Bars;
+
+impl Route for Bars {
+    const NAME: &'static str = "bars";
+    const TAGS: &'static [&'static str] = &["datafeed"];
+    type Request = BarsSubscriptionRequest;
+    type Data = Bar;
+}
+
+ws_router_sdk::export_route!(Bars);

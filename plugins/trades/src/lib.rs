@@ -1,0 +1,60 @@
+//! The `trades` route: executed trades, routed by `trades:<SYMBOL>`.
+//!
+//! Publishers address a symbol's trades with the key `trades:AAPL` (or with
+//! the request `{"symbols":["AAPL"]}`); a subscription to several symbols
+//! is reached by each.
+
+use ws_router_sdk::prelude::*;
+
+/// Subscribe to the trades of one or more symbols.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct TradeSubscriptionRequest {
+    /// Symbols to subscribe to (at least one).
+    pub symbols: Vec<String>,
+}
+
+/// Which side initiated the trade.
+#[derive(Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+/// One executed trade.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct Trade {
+    pub symbol: String,
+    pub price: f64,
+    pub quantity: f64,
+    /// Execution time, Unix milliseconds.
+    pub time: i64,
+    pub side: Side,
+}
+
+pub struct Trades;
+
+impl Route for Trades {
+    const NAME: &'static str = "trades";
+    const TAGS: &'static [&'static str] = &["trading"];
+    type Request = TradeSubscriptionRequest;
+    type Data = Trade;
+
+    fn keys(request: &Self::Request, _topic: &str) -> Result<Vec<String>, TopicError> {
+        if request.symbols.is_empty() {
+            return Err(TopicError::InvalidRequest(
+                "symbols: at least one symbol is required".into(),
+            ));
+        }
+        let mut keys: Vec<String> = request
+            .symbols
+            .iter()
+            .map(|s| format!("trades:{s}"))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
+}
+
+ws_router_sdk::export_route!(Trades);

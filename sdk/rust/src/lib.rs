@@ -1,0 +1,170 @@
+//! Write a ws-router route in Rust.
+//!
+//! A route is its models and, only if it needs one, a key function. The host
+//! implements subscribe, unsubscribe and update for every route; this crate
+//! turns a [`Route`] into a WebAssembly component that exports the
+//! `ws-router:plugin/route` interface of `wit/ws-router.wit`:
+//!
+//! ```ignore
+//! use ws_router_sdk::prelude::*;
+//!
+//! #[derive(Serialize, Deserialize, JsonSchema)]
+//! pub struct BarsSubscriptionRequest {
+//!     pub symbol: String,
+//!     #[serde(default = "one")]
+//!     pub resolution: String,
+//! }
+//! fn one() -> String { "1".into() }
+//!
+//! #[derive(Serialize, Deserialize, JsonSchema)]
+//! pub struct Bar { pub time: i64, pub close: f64 }
+//!
+//! pub struct Bars;
+//! impl Route for Bars {
+//!     const NAME: &'static str = "bars";
+//!     const TAGS: &'static [&'static str] = &["datafeed"];
+//!     type Request = BarsSubscriptionRequest;
+//!     type Data = Bar;
+//! }
+//! ws_router_sdk::export_route!(Bars);
+//! ```
+//!
+//! Build it with `cargo build --target wasm32-wasip2`; the `.wasm` in
+//! `target/wasm32-wasip2/...` is the plugin. Version and description come
+//! from the plugin's `Cargo.toml`.
+
+pub mod topic;
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "route-plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_route_plugin",
+        default_bindings_module: "ws_router_sdk::bindings",
+    });
+}
+
+use serde::{Serialize, de::DeserializeOwned};
+
+pub use schemars::{self, JsonSchema};
+pub use serde::{self, Deserialize};
+pub use serde_json;
+
+/// Everything a route file needs.
+pub mod prelude {
+    pub use crate::{JsonSchema, Route, TopicError, topic::default_topic};
+    pub use serde::{Deserialize, Serialize};
+}
+
+/// Why a request cannot be subscribed to; the message reaches the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicError {
+    /// The client's request is not acceptable (the client can fix it).
+    InvalidRequest(String),
+    /// The route failed for a reason that is not the client's fault.
+    Internal(String),
+}
+
+/// A route: its name, its models and how its requests map to topics.
+pub trait Route {
+    /// The name clients use in frame types: `<NAME>.subscribe`.
+    const NAME: &'static str;
+    /// Groups routes in the generated documentation.
+    const TAGS: &'static [&'static str] = &[];
+
+    /// What a client sends to subscribe. Defaults (`#[serde(default)]`) are
+    /// applied before the topic is built; unknown fields are ignored.
+    type Request: Serialize + DeserializeOwned + JsonSchema;
+    /// What updates carry.
+    type Data: JsonSchema;
+
+    /// The name of the subscription, sent back to the client in replies and
+    /// update frames. Keep the default (the canonical topic, which browser
+    /// clients compute themselves) unless no client depends on it.
+    fn topic(request: &Self::Request) -> Result<String, TopicError> {
+        let value = serde_json::to_value(request)
+            .map_err(|e| TopicError::Internal(format!("cannot serialize request: {e}")))?;
+        Ok(topic::default_topic(Self::NAME, &value))
+    }
+
+    /// The keys publications are routed by. The default routes by the topic
+    /// itself; override it to fan one subscription out over several keys
+    /// (one per symbol, say), each starting with `<NAME>:`.
+    fn keys(request: &Self::Request, topic: &str) -> Result<Vec<String>, TopicError> {
+        let _ = request;
+        Ok(vec![topic.to_owned()])
+    }
+}
+
+/// Glue called by [`export_route!`]; not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    use super::*;
+    use crate::bindings::exports::ws_router::plugin::route as wit;
+
+    pub fn info<R: Route>(version: &str, description: &str) -> wit::RouteInfo {
+        wit::RouteInfo {
+            name: R::NAME.to_owned(),
+            version: version.to_owned(),
+            description: description.to_owned(),
+            tags: R::TAGS.iter().map(|t| (*t).to_owned()).collect(),
+        }
+    }
+
+    pub fn request_schema<R: Route>() -> String {
+        schema_text(schemars::schema_for!(R::Request))
+    }
+
+    pub fn data_schema<R: Route>() -> String {
+        schema_text(schemars::schema_for!(R::Data))
+    }
+
+    fn schema_text(schema: schemars::Schema) -> String {
+        // A schema is plain JSON; serializing it cannot fail.
+        serde_json::to_string(&schema).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    pub fn topics<R: Route>(request: String) -> Result<wit::Subscription, wit::TopicError> {
+        let convert = |e: TopicError| match e {
+            TopicError::InvalidRequest(m) => wit::TopicError::InvalidRequest(m),
+            TopicError::Internal(m) => wit::TopicError::Internal(m),
+        };
+        let request: R::Request = serde_json::from_str(&request)
+            .map_err(|e| wit::TopicError::InvalidRequest(e.to_string()))?;
+        let topic = R::topic(&request).map_err(convert)?;
+        let keys = R::keys(&request, &topic).map_err(convert)?;
+        Ok(wit::Subscription { topic, keys })
+    }
+}
+
+/// Export a [`Route`] as the plugin's `ws-router:plugin/route` interface.
+/// Use it once per plugin crate.
+#[macro_export]
+macro_rules! export_route {
+    ($route:ty) => {
+        const _: () = {
+            use $crate::bindings::exports::ws_router::plugin::route as __wit;
+            struct __RoutePlugin;
+            impl __wit::Guest for __RoutePlugin {
+                fn info() -> __wit::RouteInfo {
+                    $crate::__private::info::<$route>(
+                        env!("CARGO_PKG_VERSION"),
+                        env!("CARGO_PKG_DESCRIPTION"),
+                    )
+                }
+                fn request_schema() -> String {
+                    $crate::__private::request_schema::<$route>()
+                }
+                fn data_schema() -> String {
+                    $crate::__private::data_schema::<$route>()
+                }
+                fn topics(request: String) -> Result<__wit::Subscription, __wit::TopicError> {
+                    $crate::__private::topics::<$route>(request)
+                }
+            }
+    $crate::bindings::__export_route_plugin!(__RoutePlugin with_types_in $crate::bindings);
+        };
+    };
+}
