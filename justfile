@@ -21,11 +21,23 @@ run *ARGS:
     @for p in bars quotes trades; do [ -f plugins/$p.wasm ] || { just build-plugins; break; }; done
     cargo run --release -p ws-router-host -- --demo-feed {{ARGS}}
 
+# Build the test plugins (tests/plugins/<name>/) into target/test-plugins/<name>.wasm.
+build-test-plugins:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    shopt -s nullglob
+    dirs=(tests/plugins/*/)
+    [ ${#dirs[@]} -gt 0 ] || exit 0
+    args=(); for d in "${dirs[@]}"; do args+=(-p "$(basename "$d")"); done
+    cargo build --profile plugin --target wasm32-wasip2 "${args[@]}"
+    mkdir -p target/test-plugins
+    for d in "${dirs[@]}"; do n=$(basename "$d"); cp "{{plugin_target}}/${n//-/_}.wasm" "target/test-plugins/$n.wasm"; done
+
 # Run every test.
-test: build-plugins
-    cargo test --workspace --exclude bars --exclude quotes --exclude trades
+test: build-plugins build-test-plugins
+    cargo test
 
 # Format and lint.
 lint:
     cargo fmt --all --check
-    cargo clippy --workspace --exclude bars --exclude quotes --exclude trades --all-targets -- -D warnings
+    cargo clippy --all-targets -- -D warnings

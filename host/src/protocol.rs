@@ -199,6 +199,25 @@ pub fn route_removed_frame(route: &str, topics: &[&str]) -> String {
     )
 }
 
+/// Tells every client that the set of routes changed (a plugin was added,
+/// upgraded or removed): `{"type":"routes.changed","payload":{"routes":[{"name":"bars","version":"0.1.0"},...]}}`.
+pub fn routes_changed_frame(routes: &[(&str, &str)]) -> String {
+    #[derive(Serialize)]
+    struct RouteVersion<'a> {
+        name: &'a str,
+        version: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Changed<'a> {
+        routes: Vec<RouteVersion<'a>>,
+    }
+    let routes = routes
+        .iter()
+        .map(|(name, version)| RouteVersion { name, version })
+        .collect();
+    encode("routes.changed", Changed { routes })
+}
+
 /// `{"type":"<route>.update","payload":{"topic":<topic>,"payload":<data>}}`.
 ///
 /// `data` must be compact JSON text (see [`compact_json`]). Built by

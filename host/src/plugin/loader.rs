@@ -98,23 +98,28 @@ impl PluginEngine {
         Ok(component)
     }
 
-    /// Name the contract version the plugin needs when it is not ours.
+    /// Accept any export of `ws-router:plugin/route` whose version is
+    /// semver-compatible with ours (wasmtime's export lookup then finds it);
+    /// otherwise name the version the plugin needs.
     fn check_contract(&self, component: &Component) -> Result<(), LoadError> {
         let ty = component.component_type();
         let exports: Vec<String> = ty
             .exports(self.engine())
             .map(|(name, _)| name.to_owned())
             .collect();
-        let ours = format!("{ROUTE_INTERFACE}@{CONTRACT_VERSION}");
-        if exports.iter().any(|e| *e == ours) {
+        let versions: Vec<&str> = exports
+            .iter()
+            .filter_map(|e| e.strip_prefix(ROUTE_INTERFACE)?.strip_prefix('@'))
+            .collect();
+        if versions
+            .iter()
+            .any(|v| semver_compatible(v, CONTRACT_VERSION))
+        {
             return Ok(());
         }
-        match exports.iter().find_map(|e| {
-            e.strip_prefix(ROUTE_INTERFACE)
-                .and_then(|v| v.strip_prefix('@'))
-        }) {
+        match versions.first() {
             Some(version) => Err(LoadError::IncompatibleVersion {
-                needs: version.to_owned(),
+                needs: (*version).to_owned(),
             }),
             None if exports.iter().any(|e| e == ROUTE_INTERFACE) => {
                 Err(LoadError::IncompatibleVersion {
@@ -188,10 +193,46 @@ impl PluginEngine {
     }
 }
 
+/// The component model's rule: `0.x.*` matches `0.x.*`, `x.*` matches `x.*`
+/// for x >= 1. Pre-release versions match only exactly.
+fn semver_compatible(a: &str, b: &str) -> bool {
+    fn parts(v: &str) -> Option<(u64, u64, bool)> {
+        let mut it = v.split('.');
+        let major = it.next()?.parse().ok()?;
+        let minor = it.next()?.parse().ok()?;
+        let patch = it.next()?;
+        Some((
+            major,
+            minor,
+            patch.parse::<u64>().is_ok() && it.next().is_none(),
+        ))
+    }
+    match (parts(a), parts(b)) {
+        (Some((ma, na, true)), Some((mb, nb, true))) => ma == mb && (ma > 0 || na == nb),
+        _ => a == b,
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or(s).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::semver_compatible;
+
+    #[test]
+    fn contract_versions() {
+        assert!(semver_compatible("0.1.0", "0.1.0"));
+        assert!(semver_compatible("0.1.3", "0.1.0"));
+        assert!(!semver_compatible("0.2.0", "0.1.0"));
+        assert!(semver_compatible("1.4.0", "1.0.2"));
+        assert!(!semver_compatible("2.0.0", "1.0.0"));
+        assert!(!semver_compatible("0.1.0-rc1", "0.1.0"));
+        assert!(!semver_compatible("garbage", "0.1.0"));
+    }
 }
