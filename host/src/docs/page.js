@@ -25,6 +25,11 @@
     return el;
   }
 
+  /** Text with `code spans` (as the document's descriptions use) as <code>. */
+  function rich(text) {
+    return String(text || "").split("`").map((part, i) => (i % 2 ? h("code", {}, part) : part));
+  }
+
   let doc = null;
   let routes = [];
 
@@ -100,7 +105,7 @@
         h("td", { class: "type mono" }, typeText(prop)),
         h("td", {}, required.has(name) ? h("span", { class: "req" }, "required") : h("span", { class: "opt" }, "optional")),
         h("td", { class: "mono" }, dflt !== undefined ? JSON.stringify(dflt) : ""),
-        h("td", {}, resolved.description || "", Array.isArray(examples) && examples.length
+        h("td", {}, rich(resolved.description), Array.isArray(examples) && examples.length
           ? h("div", { class: "muted" }, "e.g. ", h("code", {}, JSON.stringify(examples[0]))) : null),
       ));
       if (depth < 4 && !resolved.recursive) {
@@ -119,7 +124,7 @@
     const rows = schemaRows(schema, "", 0, new Set(), []);
     const title = s.title ? h("code", {}, s.title) : null;
     return h("div", { class: "schema-block" },
-      (title || description) ? h("p", { class: "schema-title" }, title, title && description ? " · " : "", description || "") : null,
+      (title || description) ? h("p", { class: "schema-title" }, title, title && description ? " · " : "", rich(description)) : null,
       rows.length
         ? h("table", { class: "schema" },
             h("thead", {}, h("tr", {}, ["Field", "Type", "", "Default", "Description"].map((c) => h("th", {}, c)))),
@@ -196,7 +201,7 @@
 
     const sections = routes.map((r) => h("section", { class: "route card", id: "route-" + r.name, "data-route": r.name },
       h("h2", {}, h("code", {}, r.name), h("span", { class: "badge" }, "v" + r.version), (r.tags || []).map((t) => h("span", { class: "tag" }, t))),
-      h("p", {}, r.description || ""),
+      h("p", {}, rich(r.description)),
       h("h3", {}, "Request ", h("span", { class: "muted" }, `(payload of ${r.name}.subscribe and ${r.name}.unsubscribe)`)),
       innerPayload(r.name + ".subscribe") ? schemaTable(innerPayload(r.name + ".subscribe")) : null,
       h("h3", {}, "Data ", h("span", { class: "muted" }, `(payload.payload of ${r.name}.update)`)),
@@ -210,7 +215,7 @@
       const m = message(k);
       return h("div", { "data-frame": k },
         h("h3", {}, h("code", {}, k), " ", h("span", { class: "muted" }, m.title || "")),
-        h("p", {}, m.summary || ""),
+        h("p", {}, rich(m.summary)),
         innerPayload(k) ? schemaTable(innerPayload(k)) : null,
         h("div", { class: "frames" }, (m.examples || []).map((ex) => exampleBlock(k, "in", ex.payload))));
     });
