@@ -15,8 +15,9 @@ after(async () => {
   if (host) await host.stop();
 });
 
-test("served AsyncAPI document passes @asyncapi/parser with zero errors", async () => {
-  const response = await fetch(`${host.url}/api/v1/ws/asyncapi.json`);
+/** Fetch the served document and parse it; fails on any parser error. */
+async function parseServed(url) {
+  const response = await fetch(`${url}/api/v1/ws/asyncapi.json`);
   assert.equal(response.status, 200);
   assert.match(response.headers.get("content-type"), /application\/json/);
   const text = await response.text();
@@ -34,6 +35,11 @@ test("served AsyncAPI document passes @asyncapi/parser with zero errors", async 
     "the parser reported errors",
   );
   assert.ok(document, "the parser produced a document");
+  return { document, text };
+}
+
+test("served AsyncAPI document passes @asyncapi/parser with zero errors", async () => {
+  const { document, text } = await parseServed(host.url);
 
   // What a client generator sees through the parser's model.
   assert.equal(document.version(), "3.0.0");
@@ -55,4 +61,15 @@ test("served AsyncAPI document passes @asyncapi/parser with zero errors", async 
   assert.deepEqual(Object.keys(schemas["ticker.QuoteValues"].properties), ["last"]);
   const quoteStatus = document.components().schemas().get("ticker.data").properties().status;
   assert.deepEqual(quoteStatus.allOf()?.[0]?.enum() ?? quoteStatus.enum(), ["open", "halted"]);
+});
+
+test("document of a host with no routes is valid too", async () => {
+  const empty = await startHost({ plugins: [] });
+  try {
+    const { document } = await parseServed(empty.url);
+    const operations = document.operations().all().map((o) => o.id()).sort();
+    assert.deepEqual(operations, ["error", "route.removed", "routes.changed"]);
+  } finally {
+    await empty.stop();
+  }
 });
