@@ -34,8 +34,33 @@ build-test-plugins:
     for d in "${dirs[@]}"; do n=$(basename "$d"); cp "{{plugin_target}}/${n//-/_}.wasm" "target/test-plugins/$n.wasm"; done
 
 # Run every test.
-test: build-plugins build-test-plugins
+test: build-plugins build-test-plugins && test-browser
     cargo test
+
+# Install what the browser tests need, idempotently: Debian's chromium
+# (never a downloaded browser) and tests/browser's locked npm packages.
+browser-deps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    if [ ! -x /usr/bin/chromium ]; then
+        $sudo apt-get update
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends chromium
+    fi
+    command -v npm >/dev/null || { echo "node and npm (>= 20) are required for the browser tests" >&2; exit 1; }
+    cd tests/browser
+    # `npm ci` reinstalls from scratch; skip it when the lock file is unchanged.
+    if ! cmp -s package-lock.json node_modules/.installed-lock.json 2>/dev/null; then
+        # No install scripts: nothing here needs one (the only one is telemetry).
+        npm ci --no-audit --no-fund --ignore-scripts
+        cp package-lock.json node_modules/.installed-lock.json
+    fi
+
+# Validate the served AsyncAPI document with @asyncapi/parser and test the
+# docs page in headless Chromium, against the real host binary.
+test-browser: browser-deps
+    cargo build -p ws-router-host
+    cd tests/browser && node --test --test-concurrency=1 asyncapi.test.mjs docs-page.test.mjs
 
 # Format and lint.
 lint:

@@ -16,9 +16,13 @@
 //! * [`publish`]: publishing updates, in-process and over HTTP.
 //! * [`server`]: the HTTP router, shared state and graceful shutdown.
 //! * [`demo`]: a random-walk demo feed, an example publisher.
+//! * [`asyncapi`]: the AsyncAPI 3.0 document, assembled from the loaded plugins.
+//! * [`docs`]: the documentation page with a live console, assets embedded.
 
+pub mod asyncapi;
 pub mod config;
 pub mod demo;
+pub mod docs;
 pub mod outbox;
 pub mod plugin;
 pub mod protocol;

@@ -5,17 +5,54 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use ws_router_host::{Config, Host, demo};
+use ws_router_host::{Config, Host, asyncapi, demo};
+
+/// Serve (the default), or run one of the subcommands. The serve flags stay
+/// top-level so that `ws-router-host --listen ...` keeps working.
+#[derive(Parser)]
+#[command(
+    name = "ws-router-host",
+    version,
+    about = "WebSocket route host whose routes are WebAssembly plugins",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Option<Subcommand>,
+}
+
+#[derive(clap::Subcommand)]
+enum Subcommand {
+    /// Print the AsyncAPI document of the plugins in `--plugins` (the one
+    /// served at /api/v1/ws/asyncapi.json) and exit, without serving.
+    Asyncapi {
+        #[command(flatten)]
+        config: Config,
+    },
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-    let config = Config::parse();
+    let cli = Cli::parse();
+    let print_only = cli.command.is_some();
+    let fmt = tracing_subscriber::fmt().with_env_filter(
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    );
+    if print_only {
+        // stdout carries the document; the log goes to stderr.
+        fmt.with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    } else {
+        fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init();
+    }
+    let config = match cli.command {
+        Some(Subcommand::Asyncapi { config }) => return print_asyncapi(config).await,
+        None => cli.config,
+    };
 
     let host = Host::new(config.clone()).context("cannot start the plugin engine")?;
     let loaded = host.load_plugin_dir(&config.plugins).await?;
@@ -34,6 +71,16 @@ async fn main() -> anyhow::Result<()> {
     }
     host.serve(listener, shutdown_signal()).await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// `ws-router-host asyncapi`: load the plugins, print the document.
+async fn print_asyncapi(config: Config) -> anyhow::Result<()> {
+    let host = Host::new(config.clone()).context("cannot start the plugin engine")?;
+    host.load_plugin_dir(&config.plugins).await?;
+    let document = asyncapi::document(&host, &config.listen.to_string()).await;
+    let text = serde_json::to_string_pretty(&document).context("cannot encode the document")?;
+    println!("{text}");
     Ok(())
 }
 

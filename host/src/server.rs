@@ -96,6 +96,7 @@ impl Host {
             .route("/api/v1/publish", post(publish::http_publish))
             .route("/api/v1/subscribers", get(subscribers))
             .route("/api/v1/routes", get(routes))
+            .merge(crate::docs::router())
             .with_state(Arc::clone(self))
     }
 

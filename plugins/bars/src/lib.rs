@@ -6,6 +6,7 @@ use ws_router_sdk::prelude::*;
 #[derive(Serialize, Deserialize, JsonSchema)]
 pub struct BarsSubscriptionRequest {
     /// Ticker symbol, e.g. "AAPL".
+    #[schemars(example = &"AAPL")]
     pub symbol: String,
     /// Bar resolution: "1" (minute), "5", "15", "60", "D"...
     #[serde(default = "default_resolution")]

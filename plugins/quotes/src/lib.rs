@@ -12,10 +12,16 @@ use ws_router_sdk::prelude::*;
 pub struct QuoteDataSubscriptionRequest {
     /// Symbols to receive quotes for.
     #[serde(default)]
+    #[schemars(example = example_symbols())]
     pub symbols: Vec<String>,
     /// Symbols to receive at the fast update rate.
     #[serde(default)]
     pub fast_symbols: Vec<String>,
+}
+
+/// Shown in the AsyncAPI document and prefilled by the docs page console.
+fn example_symbols() -> [&'static str; 2] {
+    ["AAPL", "MSFT"]
 }
 
 /// Whether the quote could be produced.

@@ -10,10 +10,16 @@ use ws_router_sdk::prelude::*;
 #[derive(Serialize, Deserialize, JsonSchema)]
 pub struct TradeSubscriptionRequest {
     /// Symbols to subscribe to (at least one).
+    #[schemars(example = example_symbols())]
     pub symbols: Vec<String>,
 }
 
 /// Which side initiated the trade.
+/// Shown in the AsyncAPI document and prefilled by the docs page console.
+fn example_symbols() -> [&'static str; 1] {
+    ["AAPL"]
+}
+
 #[derive(Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
