@@ -15,9 +15,14 @@
 //! * [`session`]: one WebSocket connection: reads commands, writes its outbox.
 //! * [`publish`]: publishing updates, in-process and over HTTP.
 //! * [`server`]: the HTTP router, shared state and graceful shutdown.
+//! * [`watcher`]: watching the plugins directory; changed files go to the
+//!   plugin manager ([`plugin::manager`]), which adds, upgrades and removes
+//!   routes while clients stay connected.
+//! * [`connections`]: every connected client, for frames sent to all.
 //! * [`demo`]: a random-walk demo feed, an example publisher.
 
 pub mod config;
+pub mod connections;
 pub mod demo;
 pub mod outbox;
 pub mod plugin;
@@ -27,6 +32,7 @@ pub mod registry;
 pub mod routes;
 pub mod server;
 pub mod session;
+pub mod watcher;
 
 pub use config::{Config, Limits};
 pub use publish::{Address, Delivery, PublishError, Update};

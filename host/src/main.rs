@@ -29,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
         listener.local_addr().context("listener has no address")?
     );
 
+    host.watch_plugins();
     if config.demo_enabled() {
         tokio::spawn(demo::run(Arc::clone(&host), config.demo_rate));
     }

@@ -1,0 +1,196 @@
+//! Watching the plugins directory: file events in, "reconcile this path"
+//! out. Everything else (loading, swapping, removing) is the
+//! [`PluginManager`](crate::plugin::manager::PluginManager)'s.
+//!
+//! A path is handed on once it has *settled*: no event for [`QUIET`], and
+//! no writer still has it open (on Linux, inotify reports when a file
+//! opened for writing is closed; a file copied in over several writes is
+//! therefore never read half-written). Where close events do not exist, or
+//! a writer keeps the file open, [`QUIET_WHILE_OPEN`] of silence settles it.
+//! An atomic rename into place settles after [`QUIET`].
+//!
+//! The directory itself is checked every [`DIR_CHECK`]: while it is
+//! missing nothing changes (routes keep serving); when it is back (or was
+//! replaced by another directory) the watch is re-established and every
+//! file is reconciled again.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use notify::{
+    EventKind, RecursiveMode, Watcher,
+    event::{AccessKind, AccessMode, ModifyKind},
+};
+use tokio::sync::mpsc;
+
+use crate::{
+    plugin::manager::{is_plugin_file, wasm_files},
+    server::Host,
+};
+
+/// Quiet period after the last event before a closed file is reconciled.
+pub const QUIET: Duration = Duration::from_millis(100);
+/// Quiet period for a file a writer still holds open.
+pub const QUIET_WHILE_OPEN: Duration = Duration::from_secs(2);
+/// How often the directory's existence is checked.
+const DIR_CHECK: Duration = Duration::from_millis(250);
+const TICK: Duration = Duration::from_millis(20);
+
+struct Pending {
+    last_event: Instant,
+    /// Written to and not yet closed.
+    open_for_write: bool,
+}
+
+/// Watch `dir` until the host shuts down.
+pub fn spawn(host: Arc<Host>, dir: PathBuf) -> tokio::task::JoinHandle<()> {
+    let (settled_tx, mut settled_rx) = mpsc::unbounded_channel::<(PathBuf, Option<Instant>)>();
+    let reconciler = Arc::clone(&host);
+    tokio::spawn(async move {
+        while let Some((path, changed_at)) = settled_rx.recv().await {
+            reconciler
+                .plugins
+                .reconcile(&reconciler, &path, changed_at)
+                .await;
+        }
+    });
+    tokio::spawn(watch(host, dir, settled_tx))
+}
+
+async fn watch(
+    host: Arc<Host>,
+    dir: PathBuf,
+    settled: mpsc::UnboundedSender<(PathBuf, Option<Instant>)>,
+) {
+    let (event_tx, mut events) = mpsc::unbounded_channel();
+    let mut watcher: Option<notify::RecommendedWatcher> = None;
+    let mut watched: Option<DirId> = None;
+    let mut missing_logged = false;
+    let mut pending: HashMap<PathBuf, Pending> = HashMap::new();
+    let mut tick = tokio::time::interval(TICK);
+    let mut last_dir_check = Instant::now() - DIR_CHECK;
+    let mut shutdown = host.shutdown_signal();
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                note(&mut pending, event);
+                // Take whatever else is queued before looking at timers.
+                while let Ok(event) = events.try_recv() {
+                    note(&mut pending, event);
+                }
+            }
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let now = Instant::now();
+        if now.duration_since(last_dir_check) >= DIR_CHECK {
+            last_dir_check = now;
+            match dir_id(&dir) {
+                None => {
+                    if watched.is_some() || !missing_logged {
+                        tracing::warn!(dir = %dir.display(), "plugins directory is missing: routes keep serving; waiting for it to come back");
+                        missing_logged = true;
+                    }
+                    watcher = None;
+                    watched = None;
+                }
+                Some(id) if watched != Some(id) => {
+                    let tx = event_tx.clone();
+                    let made = notify::recommended_watcher(move |event| {
+                        let _ = tx.send(event);
+                    })
+                    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
+                    match made {
+                        Ok(w) => {
+                            tracing::info!(dir = %dir.display(), "watching plugins directory");
+                            watcher = Some(w);
+                            watched = Some(id);
+                            missing_logged = false;
+                            // Catch up with whatever happened unwatched.
+                            let mut paths = host.plugins.known_files();
+                            paths.extend(wasm_files(&dir).unwrap_or_default());
+                            paths.sort();
+                            paths.dedup();
+                            for path in paths {
+                                let _ = settled.send((path, None));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(dir = %dir.display(), "cannot watch plugins directory: {e}");
+                        }
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        let ready: Vec<PathBuf> = pending
+            .iter()
+            .filter(|(_, p)| {
+                let quiet = now.duration_since(p.last_event);
+                quiet >= QUIET_WHILE_OPEN || (quiet >= QUIET && !p.open_for_write)
+            })
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in ready {
+            if let Some(p) = pending.remove(&path) {
+                let _ = settled.send((path, Some(p.last_event)));
+            }
+        }
+    }
+    drop(watcher);
+}
+
+/// Record one file event.
+fn note(pending: &mut HashMap<PathBuf, Pending>, event: notify::Result<notify::Event>) {
+    let event = match event {
+        Ok(event) => event,
+        Err(e) => {
+            // The directory check re-establishes the watch if it broke.
+            tracing::warn!("plugins directory watch error: {e}");
+            return;
+        }
+    };
+    let writing = match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(false),
+        EventKind::Access(_) => return,
+        EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => {
+            Some(true)
+        }
+        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => Some(false),
+        _ => None,
+    };
+    let now = Instant::now();
+    for path in event.paths.iter().filter(|p| is_plugin_file(p)) {
+        let entry = pending.entry(path.clone()).or_insert(Pending {
+            last_event: now,
+            open_for_write: false,
+        });
+        entry.last_event = now;
+        if let Some(writing) = writing {
+            entry.open_for_write = writing;
+        }
+    }
+}
+
+/// The directory's identity: a directory replaced by another at the same
+/// path must be watched again.
+type DirId = (u64, u64);
+
+fn dir_id(dir: &Path) -> Option<DirId> {
+    let meta = std::fs::metadata(dir).ok().filter(|m| m.is_dir())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Some((0, 0))
+    }
+}
