@@ -266,7 +266,7 @@ async fn upgrading_a_plugin_loses_and_duplicates_no_update() {
 async fn removing_a_plugin_tells_its_subscribers_and_drops_the_route() {
     let host = Host::builder().plugins(&["bars", "trades"]).start();
     let mut c = host.client().await;
-    let topic = c.subscribe("trades", json!({"symbol": "AAPL"})).await["topic"].clone();
+    let topic = c.subscribe("trades", json!({"symbols": ["AAPL"]})).await["topic"].clone();
     c.subscribe("bars", json!({"symbol": "AAPL"})).await;
     let mut bystander = host.client().await;
 
@@ -296,7 +296,7 @@ async fn removing_a_plugin_tells_its_subscribers_and_drops_the_route() {
     assert!(plugin_file(&host, "trades.wasm").await.is_none());
     assert_eq!(host.subscribers(topic.as_str().unwrap()).await, 0);
 
-    c.send(&json!({"type": "trades.subscribe", "payload": {"symbol": "AAPL"}}))
+    c.send(&json!({"type": "trades.subscribe", "payload": {"symbols": ["AAPL"]}}))
         .await;
     let reply = c.recv().await;
     assert_eq!(reply["type"], "trades.subscribe.response");

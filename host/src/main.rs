@@ -18,6 +18,8 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
 
     let host = Host::new(config.clone()).context("cannot start the plugin engine")?;
+    // Watch first, then load: nothing changed in between goes unseen.
+    host.watch_plugins();
     let loaded = host.load_plugin_dir(&config.plugins).await?;
     tracing::info!(routes = loaded, dir = %config.plugins.display(), "plugins loaded");
 
@@ -29,7 +31,6 @@ async fn main() -> anyhow::Result<()> {
         listener.local_addr().context("listener has no address")?
     );
 
-    host.watch_plugins();
     if config.demo_enabled() {
         tokio::spawn(demo::run(Arc::clone(&host), config.demo_rate));
     }

@@ -46,7 +46,9 @@ struct Pending {
     open_for_write: bool,
 }
 
-/// Watch `dir` until the host shuts down.
+/// Watch `dir` until the host shuts down. The watch is in place when this
+/// returns: start it before loading the directory, so that no change
+/// between loading and watching goes unseen.
 pub fn spawn(host: Arc<Host>, dir: PathBuf) -> tokio::task::JoinHandle<()> {
     let (settled_tx, mut settled_rx) = mpsc::unbounded_channel::<(PathBuf, Option<Instant>)>();
     let reconciler = Arc::clone(&host);
@@ -58,17 +60,59 @@ pub fn spawn(host: Arc<Host>, dir: PathBuf) -> tokio::task::JoinHandle<()> {
                 .await;
         }
     });
-    tokio::spawn(watch(host, dir, settled_tx))
+    let (event_tx, events) = mpsc::unbounded_channel();
+    // The first watch: files present now are loaded by the startup scan.
+    let (watcher, watched) = match dir_id(&dir) {
+        Some(id) => match make_watcher(&dir, &event_tx) {
+            Ok(w) => {
+                tracing::info!(dir = %dir.display(), "watching plugins directory");
+                (Some(w), Some(id))
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), "cannot watch plugins directory: {e}");
+                (None, None)
+            }
+        },
+        None => (None, None),
+    };
+    let state = WatchState {
+        event_tx,
+        watcher,
+        watched,
+    };
+    tokio::spawn(watch(host, dir, state, events, settled_tx))
+}
+
+struct WatchState {
+    event_tx: mpsc::UnboundedSender<notify::Result<notify::Event>>,
+    watcher: Option<notify::RecommendedWatcher>,
+    watched: Option<DirId>,
+}
+
+fn make_watcher(
+    dir: &Path,
+    tx: &mpsc::UnboundedSender<notify::Result<notify::Event>>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    let tx = tx.clone();
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = tx.send(event);
+    })?;
+    watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
 }
 
 async fn watch(
     host: Arc<Host>,
     dir: PathBuf,
+    state: WatchState,
+    mut events: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
     settled: mpsc::UnboundedSender<(PathBuf, Option<Instant>)>,
 ) {
-    let (event_tx, mut events) = mpsc::unbounded_channel();
-    let mut watcher: Option<notify::RecommendedWatcher> = None;
-    let mut watched: Option<DirId> = None;
+    let WatchState {
+        event_tx,
+        mut watcher,
+        mut watched,
+    } = state;
     let mut missing_logged = false;
     let mut pending: HashMap<PathBuf, Pending> = HashMap::new();
     let mut tick = tokio::time::interval(TICK);
@@ -100,24 +144,21 @@ async fn watch(
                     watched = None;
                 }
                 Some(id) if watched != Some(id) => {
-                    let tx = event_tx.clone();
-                    let made = notify::recommended_watcher(move |event| {
-                        let _ = tx.send(event);
-                    })
-                    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
-                    match made {
+                    match make_watcher(&dir, &event_tx) {
                         Ok(w) => {
                             tracing::info!(dir = %dir.display(), "watching plugins directory");
                             watcher = Some(w);
                             watched = Some(id);
                             missing_logged = false;
-                            // Catch up with whatever happened unwatched.
+                            // Catch up with whatever happened unwatched,
+                            // through the same quiet period as events.
                             let mut paths = host.plugins.known_files();
                             paths.extend(wasm_files(&dir).unwrap_or_default());
-                            paths.sort();
-                            paths.dedup();
                             for path in paths {
-                                let _ = settled.send((path, None));
+                                pending.entry(path).or_insert(Pending {
+                                    last_event: now,
+                                    open_for_write: false,
+                                });
                             }
                         }
                         Err(e) => {
