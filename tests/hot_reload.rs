@@ -40,7 +40,8 @@ impl Publisher {
             let client = reqwest::Client::new();
             let mut seq = 0;
             while !flag.load(Ordering::Relaxed) {
-                let body = json!({"route": "bars", "request": {"symbol": "AAPL"}, "data": bar(seq)});
+                let body =
+                    json!({"route": "bars", "request": {"symbol": "AAPL"}, "data": bar(seq)});
                 let reply: Value = client
                     .post(&url)
                     .json(&body)
@@ -188,7 +189,10 @@ async fn adding_a_plugin_does_not_interrupt_other_subscribers() {
     seen.read_bars(&mut c, 20).await;
 
     install_atomically(&plugin("quotes"), &dir(&host), "quotes.wasm");
-    wait_routes(&host, "bars and quotes", |r| r.iter().any(|(n, _)| n == "quotes")).await;
+    wait_routes(&host, "bars and quotes", |r| {
+        r.iter().any(|(n, _)| n == "quotes")
+    })
+    .await;
     seen.read_bars(&mut c, seen.bars.len() as u64 + 20).await;
     let published = publisher.stop().await;
     seen.read_bars(&mut c, published).await;
@@ -257,7 +261,9 @@ async fn upgrading_a_plugin_loses_and_duplicates_no_update() {
     assert_eq!(reply["payload"]["topic"], BARS_AAPL);
     assert_eq!(host.subscribers("bars:v2:AAPL:1").await, 1);
 
-    let file = plugin_file(&host, "bars.wasm").await.expect("bars.wasm listed");
+    let file = plugin_file(&host, "bars.wasm")
+        .await
+        .expect("bars.wasm listed");
     assert_eq!(file["version"], "0.2.0");
     assert_eq!(file["status"], "serving");
 }
@@ -292,7 +298,12 @@ async fn removing_a_plugin_tells_its_subscribers_and_drops_the_route() {
     assert_eq!(bystander.recv().await["type"], "routes.changed");
     bystander.expect_silence(Duration::from_millis(200)).await;
 
-    assert!(route_versions(&host).await.iter().all(|(n, _)| n != "trades"));
+    assert!(
+        route_versions(&host)
+            .await
+            .iter()
+            .all(|(n, _)| n != "trades")
+    );
     assert!(plugin_file(&host, "trades.wasm").await.is_none());
     assert_eq!(host.subscribers(topic.as_str().unwrap()).await, 0);
 
@@ -325,10 +336,18 @@ async fn a_plugin_written_in_chunks_is_loaded_only_once_complete() {
         file.sync_data().expect("sync");
         // Longer than the watcher's quiet period.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(route_versions(&host).await.iter().all(|(n, _)| n != "quotes"));
+        assert!(
+            route_versions(&host)
+                .await
+                .iter()
+                .all(|(n, _)| n != "quotes")
+        );
     }
     drop(file);
-    wait_routes(&host, "with quotes", |r| r.iter().any(|(n, _)| n == "quotes")).await;
+    wait_routes(&host, "with quotes", |r| {
+        r.iter().any(|(n, _)| n == "quotes")
+    })
+    .await;
     assert_eq!(rejections(&host), Vec::<String>::new());
     let mut c = host.client().await;
     c.subscribe("quotes", json!({"symbols": ["AAPL"]})).await;
@@ -344,19 +363,29 @@ async fn garbage_and_wrong_world_are_rejected_and_the_rest_keeps_serving() {
 
     std::fs::write(dir(&host).join("garbage.wasm"), b"this is not WebAssembly").unwrap();
     install_atomically(&plugin("other-world"), &dir(&host), "other-world.wasm");
-    let garbage = host.wait_for_log("garbage.wasm: not a WebAssembly component", WAIT).await;
+    let garbage = host
+        .wait_for_log("garbage.wasm: not a WebAssembly component", WAIT)
+        .await;
     assert!(garbage.contains("plugin rejected"), "{garbage}");
-    let world = host.wait_for_log("other-world.wasm: not a route plugin", WAIT).await;
+    let world = host
+        .wait_for_log("other-world.wasm: not a route plugin", WAIT)
+        .await;
     assert!(world.contains("ws-router:plugin/route"), "{world}");
     assert_eq!(rejections(&host).len(), 2, "one line per file");
 
     // A broken upgrade of a serving route: the old version keeps serving.
     std::fs::write(dir(&host).join("bars.wasm"), b"\0asm truncated").unwrap();
-    host.wait_for_log("bars.wasm: not a WebAssembly component", WAIT).await;
+    host.wait_for_log("bars.wasm: not a WebAssembly component", WAIT)
+        .await;
     let bars = plugin_file(&host, "bars.wasm").await.unwrap();
     assert_eq!(bars["status"], "serving");
     assert_eq!(bars["version"], "0.1.0");
-    assert!(bars["last_error"].as_str().unwrap().contains("not a WebAssembly component"));
+    assert!(
+        bars["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not a WebAssembly component")
+    );
 
     let published = publisher.stop().await;
     seen.read_bars(&mut c, published).await;
@@ -369,7 +398,10 @@ async fn garbage_and_wrong_world_are_rejected_and_the_rest_keeps_serving() {
         assert!(view["route"].is_null());
         assert!(view["last_error"].is_string());
     }
-    assert_eq!(route_versions(&host).await, [("bars".into(), "0.1.0".into())]);
+    assert_eq!(
+        route_versions(&host).await,
+        [("bars".into(), "0.1.0".into())]
+    );
 }
 
 #[tokio::test]
@@ -378,14 +410,23 @@ async fn two_files_for_one_route_the_serving_file_keeps_it() {
     let host = Host::builder().plugins(&["bars"]).start_with(|dir| {
         std::fs::copy(plugin("bars-v2"), dir.join("zz-bars.wasm")).unwrap();
     });
-    let line = host.wait_for_log("zz-bars.wasm: route \"bars\" is already served by", WAIT).await;
+    let line = host
+        .wait_for_log("zz-bars.wasm: route \"bars\" is already served by", WAIT)
+        .await;
     assert!(line.contains("bars.wasm"), "{line}");
-    assert_eq!(route_versions(&host).await, [("bars".into(), "0.1.0".into())]);
+    assert_eq!(
+        route_versions(&host).await,
+        [("bars".into(), "0.1.0".into())]
+    );
 
     // At runtime, the file serving the route keeps it, whatever the names.
     install_atomically(&plugin("bars-v2"), &dir(&host), "aa-bars.wasm");
-    host.wait_for_log("aa-bars.wasm: route \"bars\" is already served by", WAIT).await;
-    assert_eq!(route_versions(&host).await, [("bars".into(), "0.1.0".into())]);
+    host.wait_for_log("aa-bars.wasm: route \"bars\" is already served by", WAIT)
+        .await;
+    assert_eq!(
+        route_versions(&host).await,
+        [("bars".into(), "0.1.0".into())]
+    );
     let aa = plugin_file(&host, "aa-bars.wasm").await.unwrap();
     assert_eq!(aa["status"], "rejected");
 
@@ -397,8 +438,14 @@ async fn two_files_for_one_route_the_serving_file_keeps_it() {
         r == [("bars".to_owned(), "0.2.0".to_owned())]
     })
     .await;
-    assert_eq!(plugin_file(&host, "aa-bars.wasm").await.unwrap()["status"], "serving");
-    assert_eq!(plugin_file(&host, "zz-bars.wasm").await.unwrap()["status"], "rejected");
+    assert_eq!(
+        plugin_file(&host, "aa-bars.wasm").await.unwrap()["status"],
+        "serving"
+    );
+    assert_eq!(
+        plugin_file(&host, "zz-bars.wasm").await.unwrap()["status"],
+        "rejected"
+    );
     let removed = loop {
         let frame = c.recv().await;
         if frame["type"] == "route.removed" {
@@ -421,12 +468,19 @@ async fn warm_restart_loads_from_the_cache_and_a_corrupt_entry_is_recompiled() {
     };
     let cold = start();
     cold.wait_for_log("compiled plugin", WAIT).await;
-    assert_eq!(plugin_file(&cold, "bars.wasm").await.unwrap()["compile"]["cached"], false);
+    assert_eq!(
+        plugin_file(&cold, "bars.wasm").await.unwrap()["compile"]["cached"],
+        false
+    );
     drop(cold);
 
     let warm = start();
-    warm.wait_for_log("compiled plugin loaded from cache", WAIT).await;
-    assert_eq!(plugin_file(&warm, "bars.wasm").await.unwrap()["compile"]["cached"], true);
+    warm.wait_for_log("compiled plugin loaded from cache", WAIT)
+        .await;
+    assert_eq!(
+        plugin_file(&warm, "bars.wasm").await.unwrap()["compile"]["cached"],
+        true
+    );
     let mut c = warm.client().await;
     c.subscribe("bars", json!({"symbol": "AAPL"})).await;
     drop(c);
@@ -450,7 +504,10 @@ async fn warm_restart_loads_from_the_cache_and_a_corrupt_entry_is_recompiled() {
         .await;
     assert!(line.contains("corrupt"), "{line}");
     repaired.wait_for_log("route loaded", WAIT).await;
-    assert_eq!(plugin_file(&repaired, "bars.wasm").await.unwrap()["compile"]["cached"], false);
+    assert_eq!(
+        plugin_file(&repaired, "bars.wasm").await.unwrap()["compile"]["cached"],
+        false
+    );
     let mut c = repaired.client().await;
     c.subscribe("bars", json!({"symbol": "AAPL"})).await;
     drop(repaired);
@@ -459,7 +516,9 @@ async fn warm_restart_loads_from_the_cache_and_a_corrupt_entry_is_recompiled() {
     let bytes = std::fs::read(&entries[0]).unwrap();
     std::fs::write(&entries[0], &bytes[..bytes.len() / 2]).unwrap();
     let again = start();
-    again.wait_for_log("discarded compiled-plugin cache entry", WAIT).await;
+    again
+        .wait_for_log("discarded compiled-plugin cache entry", WAIT)
+        .await;
     again.wait_for_log("route loaded", WAIT).await;
 }
 
@@ -471,8 +530,12 @@ async fn a_briefly_missing_directory_changes_nothing_and_watching_resumes() {
     let plugins = dir(&host);
     let aside = plugins.with_extension("aside");
     std::fs::rename(&plugins, &aside).unwrap();
-    host.wait_for_log("plugins directory is missing", WAIT).await;
-    assert_eq!(route_versions(&host).await, [("bars".into(), "0.1.0".into())]);
+    host.wait_for_log("plugins directory is missing", WAIT)
+        .await;
+    assert_eq!(
+        route_versions(&host).await,
+        [("bars".into(), "0.1.0".into())]
+    );
     std::fs::rename(&aside, &plugins).unwrap();
     // Watching again: a new file is picked up.
     let resumed = || {

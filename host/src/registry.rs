@@ -41,8 +41,10 @@ pub struct Registry {
     shards: Box<[RwLock<Shard>]>,
     hasher: RandomState,
     /// Connection -> topic -> what it holds; sharded by connection id.
-    conns: Box<[Mutex<HashMap<ConnId, HashMap<Arc<str>, Held>>>]>,
+    conns: Box<[Mutex<ConnShard>]>,
 }
+
+type ConnShard = HashMap<ConnId, HashMap<Arc<str>, Held>>;
 
 /// One subscription of one connection.
 struct Held {
@@ -237,8 +239,11 @@ impl Registry {
         };
         match step {
             Rekey::Add => {
-                let added: Vec<Arc<str>> =
-                    keys.iter().filter(|k| !h.keys.contains(k)).cloned().collect();
+                let added: Vec<Arc<str>> = keys
+                    .iter()
+                    .filter(|k| !h.keys.contains(k))
+                    .cloned()
+                    .collect();
                 self.subscribe(&h.route, &sub.topic, &added, sub.conn, &h.outbox);
                 h.keys.extend(added);
             }
@@ -403,7 +408,7 @@ impl Registry {
             .sum()
     }
 
-    fn conns_of(&self, conn: ConnId) -> MutexGuard<'_, HashMap<ConnId, HashMap<Arc<str>, Held>>> {
+    fn conns_of(&self, conn: ConnId) -> MutexGuard<'_, ConnShard> {
         self.conns[(conn as usize) % SHARDS]
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -60,8 +60,7 @@ impl ArtifactCache {
     }
 
     fn entry(&self, sha256: &str) -> PathBuf {
-        self.dir
-            .join(format!("{sha256}-{}.cwasm", self.engine_key))
+        self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key))
     }
 
     /// The compiled component for content `sha256`, if a valid entry exists.

@@ -134,10 +134,10 @@ impl PluginEngine {
                 .map_err(|e| LoadError::NotComponent(first_line(&format!("{e:#}"))))?;
             let ms = started.elapsed().as_secs_f64() * 1e3;
             tracing::info!(file = %path.display(), ms = format!("{ms:.1}"), "compiled plugin");
-            if let Some(cache) = &cache {
-                if let Err(e) = cache.put(&sha256, &component) {
-                    tracing::warn!(file = %path.display(), dir = %cache.dir().display(), "cannot write compiled-plugin cache entry: {e:#}");
-                }
+            if let Some(cache) = &cache
+                && let Err(e) = cache.put(&sha256, &component)
+            {
+                tracing::warn!(file = %path.display(), dir = %cache.dir().display(), "cannot write compiled-plugin cache entry: {e:#}");
             }
             Ok((component, CompileInfo { cached: false, ms }))
         })

@@ -96,9 +96,8 @@ impl PluginManager {
     /// Reconcile every `*.wasm` in `dir`, in file-name order; the number of
     /// routes served afterwards.
     pub async fn load_dir(&self, host: &Host, dir: &Path) -> anyhow::Result<usize> {
-        let files = wasm_files(dir).map_err(|e| {
-            anyhow::anyhow!("cannot read plugins directory {}: {e}", dir.display())
-        })?;
+        let files = wasm_files(dir)
+            .map_err(|e| anyhow::anyhow!("cannot read plugins directory {}: {e}", dir.display()))?;
         for file in files {
             self.reconcile(host, &file, None).await;
         }
@@ -159,10 +158,11 @@ impl PluginManager {
         let sha256 = hex(&Sha256::digest(&bytes));
         {
             let files = self.lock_files();
-            if let Some(state) = files.get(path) {
-                if state.sha256 == sha256 && !(retry && state.conflict) {
-                    return false;
-                }
+            if let Some(state) = files.get(path)
+                && state.sha256 == sha256
+                && !(retry && state.conflict)
+            {
+                return false;
             }
         }
         let plugin = match host
@@ -196,10 +196,7 @@ impl PluginManager {
             );
             return false;
         }
-        let previous = self
-            .lock_files()
-            .get(path)
-            .and_then(|f| f.plugin.clone());
+        let previous = self.lock_files().get(path).and_then(|f| f.plugin.clone());
         let mut freed = false;
         match previous {
             Some(old) if old.info.name == route => {
