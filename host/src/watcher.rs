@@ -2,8 +2,9 @@
 //! out. Everything else (loading, swapping, removing) is the
 //! [`PluginManager`](crate::plugin::manager::PluginManager)'s.
 //!
-//! A path is handed on once it has *settled*: no event for [`QUIET`], and
-//! no writer still has it open (on Linux, inotify reports when a file
+//! A path is handed on once it has *settled*: no event for [`QUIET`]
+//! ([`QUIET_COMPLETE`] after a close-after-write or a rename into place),
+//! and no writer still has it open (on Linux, inotify reports when a file
 //! opened for writing is closed; a file copied in over several writes is
 //! therefore never read half-written). Where close events do not exist, or
 //! a writer keeps the file open, [`QUIET_WHILE_OPEN`] of silence settles it.
@@ -32,8 +33,12 @@ use crate::{
     server::Host,
 };
 
-/// Quiet period after the last event before a closed file is reconciled.
+/// Quiet period after the last event before a file is reconciled.
 pub const QUIET: Duration = Duration::from_millis(100);
+/// Shorter quiet period when the last write event says the file is
+/// complete (its writer closed it, or it was renamed into place): only to
+/// coalesce a burst such as a copy followed by a `chmod`.
+pub const QUIET_COMPLETE: Duration = Duration::from_millis(30);
 /// Quiet period for a file a writer still holds open.
 pub const QUIET_WHILE_OPEN: Duration = Duration::from_secs(2);
 /// How often the directory's existence is checked.
@@ -44,6 +49,8 @@ struct Pending {
     last_event: Instant,
     /// Written to and not yet closed.
     open_for_write: bool,
+    /// Closed after writing, or renamed into place, since the last write.
+    complete: bool,
 }
 
 /// Watch `dir` until the host shuts down. The watch is in place when this
@@ -158,6 +165,7 @@ async fn watch(
                                 pending.entry(path).or_insert(Pending {
                                     last_event: now,
                                     open_for_write: false,
+                                    complete: false,
                                 });
                             }
                         }
@@ -173,7 +181,9 @@ async fn watch(
             .iter()
             .filter(|(_, p)| {
                 let quiet = now.duration_since(p.last_event);
-                quiet >= QUIET_WHILE_OPEN || (quiet >= QUIET && !p.open_for_write)
+                quiet >= QUIET_WHILE_OPEN
+                    || (quiet >= QUIET && !p.open_for_write)
+                    || (quiet >= QUIET_COMPLETE && p.complete)
             })
             .map(|(path, _)| path.clone())
             .collect();
@@ -196,13 +206,15 @@ fn note(pending: &mut HashMap<PathBuf, Pending>, event: notify::Result<notify::E
             return;
         }
     };
-    let writing = match event.kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(false),
+    // (open for write, complete) after this event; None: unchanged.
+    let state = match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some((false, true)),
         EventKind::Access(_) => return,
         EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => {
-            Some(true)
+            Some((true, false))
         }
-        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => Some(false),
+        EventKind::Modify(ModifyKind::Name(_)) => Some((false, true)),
+        EventKind::Remove(_) => Some((false, false)),
         _ => None,
     };
     let now = Instant::now();
@@ -210,10 +222,12 @@ fn note(pending: &mut HashMap<PathBuf, Pending>, event: notify::Result<notify::E
         let entry = pending.entry(path.clone()).or_insert(Pending {
             last_event: now,
             open_for_write: false,
+            complete: false,
         });
         entry.last_event = now;
-        if let Some(writing) = writing {
-            entry.open_for_write = writing;
+        if let Some((open_for_write, complete)) = state {
+            entry.open_for_write = open_for_write;
+            entry.complete = complete;
         }
     }
 }
