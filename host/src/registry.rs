@@ -189,6 +189,13 @@ impl Registry {
         Some(name)
     }
 
+    /// Whether `conn` holds a subscription named `topic`.
+    pub fn holds(&self, conn: ConnId, topic: &str) -> bool {
+        self.conns_of(conn)
+            .get(&conn)
+            .is_some_and(|held| held.contains_key(topic))
+    }
+
     /// Subscriptions `conn` holds.
     pub fn held_count(&self, conn: ConnId) -> usize {
         self.conns_of(conn).get(&conn).map_or(0, HashMap::len)
@@ -481,5 +488,72 @@ mod tests {
         reg.unsubscribe("q:a", &[arc("q:a")], 2);
         assert_eq!(reg.key_count(), 0);
         assert_eq!(reg.publish(&["q:a"], "3"), FanOut::default());
+    }
+
+    #[tokio::test]
+    async fn rekeying_reaches_each_subscription_once_at_every_step() {
+        let reg = Registry::default();
+        let outbox = Arc::new(Outbox::new(1 << 16));
+        let (route, topic) = (arc("bars"), arc("bars:old"));
+        let request = serde_json::json!({"symbol": "AAPL"});
+        assert!(reg.add(NewSubscription {
+            conn: 1,
+            outbox: &outbox,
+            route: &route,
+            topic: &topic,
+            request: &request,
+            keys: &[arc("bars:old")],
+            resolved_by: "v1",
+        }));
+        assert!(reg.holds(1, "bars:old"));
+        let held = reg.held_of_route("bars");
+        assert_eq!(held.len(), 1);
+        assert_eq!(&*held[0].request, r#"{"symbol":"AAPL"}"#);
+
+        // Between the steps, a publication resolved by either version
+        // arrives once, under the topic the client knows.
+        reg.rekey(&held[0], &[arc("bars:new")], "v2", Rekey::Add);
+        assert_eq!(reg.publish(&["bars:old"], "1").delivered, 1);
+        assert_eq!(reg.publish(&["bars:new"], "2").delivered, 1);
+        reg.rekey(&held[0], &[arc("bars:new")], "v2", Rekey::Retire);
+        assert_eq!(reg.publish(&["bars:old"], "3").delivered, 0);
+        assert_eq!(reg.publish(&["bars:new"], "4").delivered, 1);
+        let got = drain(&outbox).await;
+        assert_eq!(got.len(), 3);
+        assert!(got.iter().all(|f| f.contains(r#""topic":"bars:old""#)));
+        assert_eq!(&*reg.held_of_route("bars")[0].resolved_by, "v2");
+
+        // Unsubscribing by the original request finds it under its old topic.
+        assert_eq!(
+            reg.remove(1, "bars", "bars:v2-name", &request).as_deref(),
+            Some("bars:old")
+        );
+        assert_eq!(reg.key_count(), 0);
+        assert_eq!(reg.held_count(1), 0);
+    }
+
+    #[test]
+    fn removing_a_route_ends_only_its_subscriptions() {
+        let reg = Registry::default();
+        let outbox = Arc::new(Outbox::new(1 << 16));
+        let request = serde_json::json!({});
+        for (route, topic) in [("a", "a:1"), ("a", "a:2"), ("b", "b:1")] {
+            reg.add(NewSubscription {
+                conn: 7,
+                outbox: &outbox,
+                route: &arc(route),
+                topic: &arc(topic),
+                request: &request,
+                keys: &[arc(topic)],
+                resolved_by: "x",
+            });
+        }
+        let ended = reg.remove_route("a");
+        assert_eq!(ended.len(), 1);
+        let mut topics: Vec<&str> = ended[0].1.iter().map(|t| &**t).collect();
+        topics.sort();
+        assert_eq!(topics, ["a:1", "a:2"]);
+        assert_eq!(reg.held_count(7), 1);
+        assert!(reg.has_subscribers("b:1") && !reg.has_subscribers("a:1"));
     }
 }

@@ -154,7 +154,8 @@ impl Session {
         match op {
             Operation::Subscribe => {
                 let max = self.host.config.limits.max_subscriptions;
-                if self.host.registry.held_count(self.conn) >= max {
+                let registry = &self.host.registry;
+                if !registry.holds(self.conn, &topic) && registry.held_count(self.conn) >= max {
                     return self.send(fail(
                         &format!("subscription limit reached ({max} per connection)"),
                         &[],
