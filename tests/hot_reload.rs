@@ -561,3 +561,32 @@ async fn a_briefly_missing_directory_changes_nothing_and_watching_resumes() {
     }
     assert!(rejections(&host).is_empty());
 }
+
+#[tokio::test]
+async fn plugins_that_fail_while_loading_are_rejected_with_one_line_each() {
+    let host = Host::builder().plugins(&["bars"]).start();
+    install_atomically(&plugin("bad-schema"), &dir(&host), "bad-schema.wasm");
+    install_atomically(
+        &plugin("future-contract"),
+        &dir(&host),
+        "future-contract.wasm",
+    );
+    let schema = host
+        .wait_for_log("bad-schema.wasm: invalid request schema", WAIT)
+        .await;
+    assert!(schema.contains("plugin rejected"), "{schema}");
+    let contract = host
+        .wait_for_log("future-contract.wasm: incompatible contract", WAIT)
+        .await;
+    assert!(
+        contract.contains("ws-router:plugin/route@1.0.0"),
+        "{contract}"
+    );
+    assert_eq!(rejections(&host).len(), 2, "one line per file");
+    assert_eq!(
+        route_versions(&host).await,
+        [("bars".into(), "0.1.0".into())]
+    );
+    let mut c = host.client().await;
+    c.subscribe("bars", json!({"symbol": "AAPL"})).await;
+}
