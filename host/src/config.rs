@@ -33,6 +33,20 @@ pub struct Config {
     #[arg(long, env = "WS_ROUTER_DEMO_RATE", default_value_t = 4.0)]
     pub demo_rate: f64,
 
+    /// Directory of compiled plugins, so a restart need not compile again
+    /// [default: $XDG_CACHE_HOME/ws-router/components, else
+    /// ~/.cache/ws-router/components].
+    #[arg(long, env = "WS_ROUTER_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Always compile plugins; do not read or write the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Do not watch the plugins directory (load it once at startup).
+    #[arg(long)]
+    pub no_watch: bool,
+
     #[command(flatten)]
     pub limits: Limits,
 }
@@ -41,6 +55,23 @@ impl Config {
     /// Whether the demo feed runs.
     pub fn demo_enabled(&self) -> bool {
         self.demo_feed && !self.no_demo_feed
+    }
+
+    /// Where compiled plugins are cached, unless caching is off.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        Some(
+            self.cache_dir
+                .clone()
+                .unwrap_or_else(crate::plugin::cache::default_dir),
+        )
+    }
+
+    /// Whether the plugins directory is watched for changes.
+    pub fn watch_enabled(&self) -> bool {
+        !self.no_watch
     }
 }
 

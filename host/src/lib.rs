@@ -15,12 +15,17 @@
 //! * [`session`]: one WebSocket connection: reads commands, writes its outbox.
 //! * [`publish`]: publishing updates, in-process and over HTTP.
 //! * [`server`]: the HTTP router, shared state and graceful shutdown.
+//! * [`watcher`]: watching the plugins directory; changed files go to the
+//!   plugin manager ([`plugin::manager`]), which adds, upgrades and removes
+//!   routes while clients stay connected.
+//! * [`connections`]: every connected client, for frames sent to all.
 //! * [`demo`]: a random-walk demo feed, an example publisher.
 //! * [`asyncapi`]: the AsyncAPI 3.0 document, assembled from the loaded plugins.
 //! * [`docs`]: the documentation page with a live console, assets embedded.
 
 pub mod asyncapi;
 pub mod config;
+pub mod connections;
 pub mod demo;
 pub mod docs;
 pub mod outbox;
@@ -31,6 +36,7 @@ pub mod registry;
 pub mod routes;
 pub mod server;
 pub mod session;
+pub mod watcher;
 
 pub use config::{Config, Limits};
 pub use publish::{Address, Delivery, PublishError, Update};

@@ -55,6 +55,8 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let host = Host::new(config.clone()).context("cannot start the plugin engine")?;
+    // Watch first, then load: nothing changed in between goes unseen.
+    host.watch_plugins();
     let loaded = host.load_plugin_dir(&config.plugins).await?;
     tracing::info!(routes = loaded, dir = %config.plugins.display(), "plugins loaded");
 

@@ -11,11 +11,18 @@
 //! The map is sharded by key hash behind `RwLock`s: publishes only read, so
 //! publishers to different keys, and to the same key, do not contend;
 //! subscribe and unsubscribe write one shard.
+//!
+//! Beside it, an index by connection records what each connection holds:
+//! topic, route, the request it was made with and its current keys. It is
+//! the one record of a connection's subscriptions, so that when a route's
+//! plugin is replaced the host can re-resolve every subscription with the
+//! new plugin (its keys may change, its topic does not), and when a route is
+//! removed it can end them, without asking each connection.
 
 use std::{
     collections::{HashMap, HashSet},
     hash::{BuildHasher, RandomState},
-    sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard},
+    sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard},
 };
 
 use crate::{
@@ -33,6 +40,41 @@ type Shard = HashMap<Arc<str>, KeyEntry>;
 pub struct Registry {
     shards: Box<[RwLock<Shard>]>,
     hasher: RandomState,
+    /// Connection -> topic -> what it holds; sharded by connection id.
+    conns: Box<[Mutex<ConnShard>]>,
+}
+
+type ConnShard = HashMap<ConnId, HashMap<Arc<str>, Held>>;
+
+/// One subscription of one connection.
+struct Held {
+    route: Arc<str>,
+    /// The request as canonical JSON (object keys sorted).
+    request: Arc<str>,
+    keys: Vec<Arc<str>>,
+    /// SHA-256 of the plugin version that resolved `keys`.
+    resolved_by: Arc<str>,
+    outbox: Arc<Outbox>,
+}
+
+/// A subscription as the host-wide operations (upgrade, removal) see it.
+#[derive(Clone)]
+pub struct HeldSubscription {
+    pub conn: ConnId,
+    pub topic: Arc<str>,
+    pub request: Arc<str>,
+    pub resolved_by: Arc<str>,
+}
+
+/// A new subscription of a connection.
+pub struct NewSubscription<'a> {
+    pub conn: ConnId,
+    pub outbox: &'a Arc<Outbox>,
+    pub route: &'a Arc<str>,
+    pub topic: &'a Arc<str>,
+    pub request: &'a serde_json::Value,
+    pub keys: &'a [Arc<str>],
+    pub resolved_by: &'a str,
 }
 
 struct KeyEntry {
@@ -66,6 +108,13 @@ impl Group {
     }
 }
 
+/// The two steps of [`Registry::rekey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rekey {
+    Add,
+    Retire,
+}
+
 /// What one publication reached.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct FanOut {
@@ -80,11 +129,170 @@ impl Default for Registry {
         Registry {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             hasher: RandomState::new(),
+            conns: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
     }
 }
 
 impl Registry {
+    /// Record a connection's subscription and register it under its keys.
+    /// Returns false (and changes nothing) if the connection already holds
+    /// this topic.
+    pub fn add(&self, new: NewSubscription<'_>) -> bool {
+        let mut conns = self.conns_of(new.conn);
+        let held = conns.entry(new.conn).or_default();
+        if held.contains_key(new.topic) {
+            return false;
+        }
+        self.subscribe(new.route, new.topic, new.keys, new.conn, new.outbox);
+        held.insert(
+            Arc::clone(new.topic),
+            Held {
+                route: Arc::clone(new.route),
+                request: Arc::from(new.request.to_string()),
+                keys: new.keys.to_vec(),
+                resolved_by: Arc::from(new.resolved_by),
+                outbox: Arc::clone(new.outbox),
+            },
+        );
+        true
+    }
+
+    /// End a connection's subscription: the one named `topic`, else the one
+    /// to `route` made with the same `request` (a plugin upgraded since the
+    /// client subscribed may name the same request differently). Returns
+    /// the topic removed.
+    pub fn remove(
+        &self,
+        conn: ConnId,
+        route: &str,
+        topic: &str,
+        request: &serde_json::Value,
+    ) -> Option<Arc<str>> {
+        let mut conns = self.conns_of(conn);
+        let held = conns.get_mut(&conn)?;
+        let name = match held.get_key_value(topic) {
+            Some((name, _)) => Arc::clone(name),
+            None => {
+                let request = request.to_string();
+                let (name, _) = held
+                    .iter()
+                    .find(|(_, h)| &*h.route == route && *h.request == *request)?;
+                Arc::clone(name)
+            }
+        };
+        let h = held.remove(&name)?;
+        self.unsubscribe(&name, &h.keys, conn);
+        if held.is_empty() {
+            conns.remove(&conn);
+        }
+        Some(name)
+    }
+
+    /// Whether `conn` holds a subscription named `topic`.
+    pub fn holds(&self, conn: ConnId, topic: &str) -> bool {
+        self.conns_of(conn)
+            .get(&conn)
+            .is_some_and(|held| held.contains_key(topic))
+    }
+
+    /// Subscriptions `conn` holds.
+    pub fn held_count(&self, conn: ConnId) -> usize {
+        self.conns_of(conn).get(&conn).map_or(0, HashMap::len)
+    }
+
+    /// End every subscription of `conn` (it disconnected).
+    pub fn remove_conn(&self, conn: ConnId) {
+        let held = self.conns_of(conn).remove(&conn);
+        for (topic, h) in held.into_iter().flatten() {
+            self.unsubscribe(&topic, &h.keys, conn);
+        }
+    }
+
+    /// Every subscription to `route`, across connections.
+    pub fn held_of_route(&self, route: &str) -> Vec<HeldSubscription> {
+        let mut found = Vec::new();
+        for shard in self.conns.iter() {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            for (conn, held) in shard.iter() {
+                for (topic, h) in held.iter().filter(|(_, h)| &*h.route == route) {
+                    found.push(HeldSubscription {
+                        conn: *conn,
+                        topic: Arc::clone(topic),
+                        request: Arc::clone(&h.request),
+                        resolved_by: Arc::clone(&h.resolved_by),
+                    });
+                }
+            }
+        }
+        found
+    }
+
+    /// Move a subscription to the keys a new plugin version resolved.
+    ///
+    /// Done in two steps around the route table swap, so that no update is
+    /// lost or delivered twice: `Rekey::Add` (before the swap) registers the
+    /// subscription under `keys` as well as its old keys, so a publication
+    /// resolved by either version reaches it exactly once;
+    /// `Rekey::Retire` (after publications resolved by the old version have
+    /// finished) drops the old keys not in `keys`.
+    pub fn rekey(&self, sub: &HeldSubscription, keys: &[Arc<str>], resolved_by: &str, step: Rekey) {
+        let mut conns = self.conns_of(sub.conn);
+        let Some(h) = conns
+            .get_mut(&sub.conn)
+            .and_then(|held| held.get_mut(&sub.topic))
+        else {
+            return;
+        };
+        match step {
+            Rekey::Add => {
+                let added: Vec<Arc<str>> = keys
+                    .iter()
+                    .filter(|k| !h.keys.contains(k))
+                    .cloned()
+                    .collect();
+                self.subscribe(&h.route, &sub.topic, &added, sub.conn, &h.outbox);
+                h.keys.extend(added);
+            }
+            Rekey::Retire => {
+                let (keep, retired): (Vec<_>, Vec<_>) =
+                    h.keys.drain(..).partition(|k| keys.contains(k));
+                self.unsubscribe(&sub.topic, &retired, sub.conn);
+                h.keys = keep;
+                h.resolved_by = Arc::from(resolved_by);
+            }
+        }
+    }
+
+    /// End every subscription to `route` (it was removed). Returns each
+    /// affected connection's outbox with the topics it lost.
+    pub fn remove_route(&self, route: &str) -> Vec<(Arc<Outbox>, Vec<Arc<str>>)> {
+        let mut ended = Vec::new();
+        for shard in self.conns.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            for (conn, held) in shard.iter_mut() {
+                let topics: Vec<Arc<str>> = held
+                    .iter()
+                    .filter(|(_, h)| &*h.route == route)
+                    .map(|(t, _)| Arc::clone(t))
+                    .collect();
+                let mut outbox = None;
+                for topic in &topics {
+                    if let Some(h) = held.remove(topic) {
+                        // Lock order everywhere: a conns shard, then key shards.
+                        self.unsubscribe(topic, &h.keys, *conn);
+                        outbox = Some(h.outbox);
+                    }
+                }
+                if let Some(outbox) = outbox {
+                    ended.push((outbox, topics));
+                }
+            }
+            shard.retain(|_, held| !held.is_empty());
+        }
+        ended
+    }
+
     /// Register `(conn, topic)` under each of `keys`. Idempotent.
     pub fn subscribe(
         &self,
@@ -207,6 +415,12 @@ impl Registry {
             .sum()
     }
 
+    fn conns_of(&self, conn: ConnId) -> MutexGuard<'_, ConnShard> {
+        self.conns[(conn as usize) % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     fn shard_of(&self, key: &str) -> &RwLock<Shard> {
         &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
@@ -274,5 +488,72 @@ mod tests {
         reg.unsubscribe("q:a", &[arc("q:a")], 2);
         assert_eq!(reg.key_count(), 0);
         assert_eq!(reg.publish(&["q:a"], "3"), FanOut::default());
+    }
+
+    #[tokio::test]
+    async fn rekeying_reaches_each_subscription_once_at_every_step() {
+        let reg = Registry::default();
+        let outbox = Arc::new(Outbox::new(1 << 16));
+        let (route, topic) = (arc("bars"), arc("bars:old"));
+        let request = serde_json::json!({"symbol": "AAPL"});
+        assert!(reg.add(NewSubscription {
+            conn: 1,
+            outbox: &outbox,
+            route: &route,
+            topic: &topic,
+            request: &request,
+            keys: &[arc("bars:old")],
+            resolved_by: "v1",
+        }));
+        assert!(reg.holds(1, "bars:old"));
+        let held = reg.held_of_route("bars");
+        assert_eq!(held.len(), 1);
+        assert_eq!(&*held[0].request, r#"{"symbol":"AAPL"}"#);
+
+        // Between the steps, a publication resolved by either version
+        // arrives once, under the topic the client knows.
+        reg.rekey(&held[0], &[arc("bars:new")], "v2", Rekey::Add);
+        assert_eq!(reg.publish(&["bars:old"], "1").delivered, 1);
+        assert_eq!(reg.publish(&["bars:new"], "2").delivered, 1);
+        reg.rekey(&held[0], &[arc("bars:new")], "v2", Rekey::Retire);
+        assert_eq!(reg.publish(&["bars:old"], "3").delivered, 0);
+        assert_eq!(reg.publish(&["bars:new"], "4").delivered, 1);
+        let got = drain(&outbox).await;
+        assert_eq!(got.len(), 3);
+        assert!(got.iter().all(|f| f.contains(r#""topic":"bars:old""#)));
+        assert_eq!(&*reg.held_of_route("bars")[0].resolved_by, "v2");
+
+        // Unsubscribing by the original request finds it under its old topic.
+        assert_eq!(
+            reg.remove(1, "bars", "bars:v2-name", &request).as_deref(),
+            Some("bars:old")
+        );
+        assert_eq!(reg.key_count(), 0);
+        assert_eq!(reg.held_count(1), 0);
+    }
+
+    #[test]
+    fn removing_a_route_ends_only_its_subscriptions() {
+        let reg = Registry::default();
+        let outbox = Arc::new(Outbox::new(1 << 16));
+        let request = serde_json::json!({});
+        for (route, topic) in [("a", "a:1"), ("a", "a:2"), ("b", "b:1")] {
+            reg.add(NewSubscription {
+                conn: 7,
+                outbox: &outbox,
+                route: &arc(route),
+                topic: &arc(topic),
+                request: &request,
+                keys: &[arc(topic)],
+                resolved_by: "x",
+            });
+        }
+        let ended = reg.remove_route("a");
+        assert_eq!(ended.len(), 1);
+        let mut topics: Vec<&str> = ended[0].1.iter().map(|t| &**t).collect();
+        topics.sort();
+        assert_eq!(topics, ["a:1", "a:2"]);
+        assert_eq!(reg.held_count(7), 1);
+        assert!(reg.has_subscribers("b:1") && !reg.has_subscribers("a:1"));
     }
 }

@@ -22,7 +22,8 @@ use tokio::sync::watch;
 
 use crate::{
     config::Config,
-    plugin::{Plugin, PluginEngine},
+    connections::Connections,
+    plugin::{PluginEngine, cache::ArtifactCache, manager::PluginManager},
     publish,
     registry::{ConnId, Registry},
     routes::RouteTable,
@@ -38,6 +39,10 @@ pub struct Host {
     pub routes: RouteTable,
     /// Key -> subscribers, and the fan-out.
     pub registry: Registry,
+    /// Plugin files -> routes: loading, upgrades, removals.
+    pub plugins: PluginManager,
+    /// Every connected client, for frames sent to all.
+    pub connections: Connections,
     /// Set once, when the host starts shutting down.
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
@@ -46,11 +51,23 @@ pub struct Host {
 impl Host {
     pub fn new(config: Config) -> anyhow::Result<Arc<Host>> {
         let engine = PluginEngine::new(&config.limits)?;
+        let cache = match config.cache_dir() {
+            Some(dir) => match ArtifactCache::new(&dir, engine.engine()) {
+                Ok(cache) => Some(cache),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), "compiled-plugin cache disabled: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
         Ok(Arc::new(Host {
             config,
             engine,
             routes: RouteTable::default(),
             registry: Registry::default(),
+            plugins: PluginManager::new(cache),
+            connections: Connections::default(),
             shutdown: watch::Sender::new(false),
             next_conn: AtomicU64::new(1),
         }))
@@ -59,34 +76,18 @@ impl Host {
     /// Load every `*.wasm` directly inside `dir`, in file-name order, so
     /// that when two files declare one route the same one always wins.
     /// A file that fails is logged and skipped; the others still load.
+    /// Returns the number of routes served.
     pub async fn load_plugin_dir(&self, dir: &Path) -> anyhow::Result<usize> {
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| anyhow::anyhow!("cannot read plugins directory {}: {e}", dir.display()))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "wasm"))
-            .collect();
-        files.sort();
-        let mut loaded = 0;
-        for file in files {
-            match self.engine.load(&file).await {
-                Ok(plugin) => match self.routes.get(&plugin.info.name) {
-                    Some(existing) => tracing::error!(
-                        file = %file.display(),
-                        route = %plugin.info.name,
-                        "plugin rejected: route {:?} is already served by {}",
-                        plugin.info.name,
-                        existing.file.display()
-                    ),
-                    None => {
-                        log_loaded(&plugin);
-                        self.routes.insert(Arc::new(plugin));
-                        loaded += 1;
-                    }
-                },
-                Err(e) => tracing::error!(file = %file.display(), "plugin rejected: {e}"),
-            }
+        self.plugins.load_dir(self, dir).await
+    }
+
+    /// Follow the plugins directory (see [`crate::watcher`]) and tell
+    /// clients when the routes change.
+    pub fn watch_plugins(self: &Arc<Self>) {
+        tokio::spawn(crate::plugin::manager::announce_changes(Arc::clone(self)));
+        if self.config.watch_enabled() {
+            crate::watcher::spawn(Arc::clone(self), self.config.plugins.clone());
         }
-        Ok(loaded)
     }
 
     /// The whole HTTP API.
@@ -96,6 +97,7 @@ impl Host {
             .route("/api/v1/publish", post(publish::http_publish))
             .route("/api/v1/subscribers", get(subscribers))
             .route("/api/v1/routes", get(routes))
+            .route("/api/v1/plugins", get(plugins))
             .merge(crate::docs::router())
             .with_state(Arc::clone(self))
     }
@@ -133,16 +135,6 @@ impl Host {
     pub fn has_subscribers(&self, topic: &str) -> bool {
         self.registry.has_subscribers(topic)
     }
-}
-
-fn log_loaded(plugin: &Plugin) {
-    tracing::info!(
-        route = %plugin.info.name,
-        version = %plugin.info.version,
-        file = %plugin.file.display(),
-        sha256 = %&plugin.sha256[..12],
-        "route loaded"
-    );
 }
 
 #[derive(Deserialize)]
@@ -190,4 +182,11 @@ async fn routes(State(host): State<Arc<Host>>) -> Json<serde_json::Value> {
         })
         .collect();
     Json(serde_json::to_value(views).unwrap_or_default())
+}
+
+/// `GET /api/v1/plugins`: every plugin file, serving or rejected.
+async fn plugins(
+    State(host): State<Arc<Host>>,
+) -> Json<Vec<crate::plugin::manager::PluginFileView>> {
+    Json(host.plugins.views())
 }

@@ -6,7 +6,7 @@
 //! loop handles the client's commands one at a time. When either side ends,
 //! the connection's subscriptions are removed.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     extract::{
@@ -21,7 +21,7 @@ use tracing::Instrument;
 use crate::{
     outbox::{CloseReason, Frame, Outbox},
     protocol::{self, Command, Operation, Problem, Reply, Status},
-    registry::ConnId,
+    registry::{ConnId, NewSubscription},
     server::Host,
 };
 
@@ -33,17 +33,13 @@ pub async fn upgrade(ws: WebSocketUpgrade, State(host): State<Arc<Host>>) -> Res
         .on_upgrade(move |socket| run(socket, host))
 }
 
-/// A subscription this connection holds.
-struct Held {
-    keys: Vec<Arc<str>>,
-}
-
+/// A connection's subscriptions are recorded in the registry (by topic:
+/// the name the client knows each by), which keeps them across plugin
+/// upgrades and ends them when their route is removed.
 struct Session {
     host: Arc<Host>,
     conn: ConnId,
     outbox: Arc<Outbox>,
-    /// By topic: the name the client knows each subscription by.
-    subscriptions: HashMap<Arc<str>, Held>,
 }
 
 async fn run(socket: WebSocket, host: Arc<Host>) {
@@ -55,7 +51,9 @@ async fn run(socket: WebSocket, host: Arc<Host>) {
         let outbox = Arc::new(Outbox::new(host.config.limits.outbox_bytes));
         let mut writer = tokio::spawn(write_loop(sink, Arc::clone(&outbox)).in_current_span());
         let mut shutdown = host.shutdown_signal();
-        let mut session = Session { host, conn, outbox, subscriptions: HashMap::new() };
+        // Server frames to every client (routes.changed) go through this.
+        let _listed = host.connections.register(conn, &outbox);
+        let mut session = Session { host, conn, outbox };
         loop {
             tokio::select! {
                 message = stream.next() => match message {
@@ -155,28 +153,24 @@ impl Session {
         let topic = resolved.topic;
         match op {
             Operation::Subscribe => {
-                if !self.subscriptions.contains_key(&topic) {
-                    let max = self.host.config.limits.max_subscriptions;
-                    if self.subscriptions.len() >= max {
-                        return self.send(fail(
-                            &format!("subscription limit reached ({max} per connection)"),
-                            &[],
-                        ));
-                    }
-                    self.host.registry.subscribe(
-                        &plugin.route,
-                        &topic,
-                        &resolved.keys,
-                        self.conn,
-                        &self.outbox,
-                    );
-                    self.subscriptions.insert(
-                        Arc::clone(&topic),
-                        Held {
-                            keys: resolved.keys.clone(),
-                        },
-                    );
+                let max = self.host.config.limits.max_subscriptions;
+                let registry = &self.host.registry;
+                if !registry.holds(self.conn, &topic) && registry.held_count(self.conn) >= max {
+                    return self.send(fail(
+                        &format!("subscription limit reached ({max} per connection)"),
+                        &[],
+                    ));
                 }
+                // Already held: idempotent, nothing changes.
+                self.host.registry.add(NewSubscription {
+                    conn: self.conn,
+                    outbox: &self.outbox,
+                    route: &plugin.route,
+                    topic: &topic,
+                    request: &request,
+                    keys: &resolved.keys,
+                    resolved_by: &plugin.sha256,
+                });
                 let keys = (resolved.keys.len() != 1 || resolved.keys[0] != topic)
                     .then_some(&resolved.keys);
                 let keys: Option<Vec<String>> =
@@ -185,12 +179,12 @@ impl Session {
             }
             Operation::Unsubscribe => {
                 // Unsubscribe by what was registered: a plugin upgraded since
-                // may resolve the same request to other keys.
-                if let Some(held) = self.subscriptions.remove(&topic) {
-                    self.host
-                        .registry
-                        .unsubscribe(&topic, &held.keys, self.conn);
-                }
+                // may resolve the same request to other keys or topic.
+                let removed = self
+                    .host
+                    .registry
+                    .remove(self.conn, route, &topic, &request);
+                let topic = removed.unwrap_or(topic);
                 self.send(reply_ok(route, op, "Unsubscribed", &topic, None));
             }
         }
@@ -198,11 +192,7 @@ impl Session {
 
     /// Remove every subscription of this connection.
     fn end(&mut self) {
-        for (topic, held) in self.subscriptions.drain() {
-            self.host
-                .registry
-                .unsubscribe(&topic, &held.keys, self.conn);
-        }
+        self.host.registry.remove_conn(self.conn);
     }
 }
 

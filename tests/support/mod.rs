@@ -64,11 +64,17 @@ impl HostBuilder {
     }
 
     pub fn start(self) -> Host {
+        self.start_with(|_| {})
+    }
+
+    /// Start after `prepare` has had its way with the plugins directory.
+    pub fn start_with(self, prepare: impl FnOnce(&Path)) -> Host {
         let dir = tempfile::tempdir().expect("temp dir");
         for name in &self.plugins {
             std::fs::copy(plugin(name), dir.path().join(format!("{name}.wasm")))
                 .expect("copy plugin");
         }
+        prepare(dir.path());
         Host::spawn(dir, &self.args)
     }
 }

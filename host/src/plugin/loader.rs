@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use super::{
-    CONTRACT_VERSION, Instance, Plugin, PluginEngine, RouteInfo, bindings::RoutePluginPre,
+    CONTRACT_VERSION, CompileInfo, Instance, Plugin, PluginEngine, RouteInfo,
+    bindings::RoutePluginPre,
+    cache::{ArtifactCache, Lookup},
 };
 
 /// The interface every route plugin exports, without its version.
@@ -46,11 +48,25 @@ pub enum LoadError {
 }
 
 impl PluginEngine {
-    /// Load the plugin in `path`.
-    pub async fn load(&self, path: &Path) -> Result<Plugin, LoadError> {
+    /// Load the plugin in `path`, compiling it or taking it from `cache`.
+    pub async fn load(
+        &self,
+        path: &Path,
+        cache: Option<&ArtifactCache>,
+    ) -> Result<Plugin, LoadError> {
         let bytes = tokio::fs::read(path).await?;
+        self.load_bytes(path, bytes, cache).await
+    }
+
+    /// Load a plugin from `bytes`, read from `path`.
+    pub async fn load_bytes(
+        &self,
+        path: &Path,
+        bytes: Vec<u8>,
+        cache: Option<&ArtifactCache>,
+    ) -> Result<Plugin, LoadError> {
         let sha256 = hex(&Sha256::digest(&bytes));
-        let component = self.compile(path, bytes).await?;
+        let (component, compile) = self.compile(path, &sha256, bytes, cache).await?;
         self.check_contract(&component)?;
         let instance_pre = self
             .linker()
@@ -81,21 +97,52 @@ impl PluginEngine {
             engine: self.clone(),
             idle: Mutex::new(vec![instance]),
             failures: AtomicU64::new(0),
+            compile,
         })
     }
 
-    /// Compile on a blocking thread: a large component takes seconds.
-    async fn compile(&self, path: &Path, bytes: Vec<u8>) -> Result<Component, LoadError> {
+    /// Compile on a blocking thread (a large component takes seconds), or
+    /// take the compiled component from the cache.
+    async fn compile(
+        &self,
+        path: &Path,
+        sha256: &str,
+        bytes: Vec<u8>,
+        cache: Option<&ArtifactCache>,
+    ) -> Result<(Component, CompileInfo), LoadError> {
         let engine = self.engine().clone();
         let path: PathBuf = path.to_path_buf();
+        let sha256 = sha256.to_owned();
+        let cache = cache.cloned();
         let started = std::time::Instant::now();
-        tracing::info!(file = %path.display(), bytes = bytes.len(), "compiling plugin");
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
-            .await
-            .map_err(|e| LoadError::NotComponent(format!("compiler panicked: {e}")))?
-            .map_err(|e| LoadError::NotComponent(first_line(&format!("{e:#}"))))?;
-        tracing::info!(file = %path.display(), ms = started.elapsed().as_millis() as u64, "compiled plugin");
-        Ok(component)
+        tokio::task::spawn_blocking(move || {
+            if let Some(cache) = &cache {
+                match cache.get(&engine, &sha256) {
+                    Lookup::Hit(component) => {
+                        let ms = started.elapsed().as_secs_f64() * 1e3;
+                        tracing::info!(file = %path.display(), ms = format!("{ms:.1}"), "compiled plugin loaded from cache");
+                        return Ok((component, CompileInfo { cached: true, ms }));
+                    }
+                    Lookup::Miss => {}
+                    Lookup::Invalid(why) => {
+                        tracing::warn!(file = %path.display(), "discarded compiled-plugin cache entry, recompiling: {why}");
+                    }
+                }
+            }
+            tracing::info!(file = %path.display(), bytes = bytes.len(), "compiling plugin");
+            let component = Component::new(&engine, &bytes)
+                .map_err(|e| LoadError::NotComponent(first_line(&format!("{e:#}"))))?;
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            tracing::info!(file = %path.display(), ms = format!("{ms:.1}"), "compiled plugin");
+            if let Some(cache) = &cache
+                && let Err(e) = cache.put(&sha256, &component)
+            {
+                tracing::warn!(file = %path.display(), dir = %cache.dir().display(), "cannot write compiled-plugin cache entry: {e:#}");
+            }
+            Ok((component, CompileInfo { cached: false, ms }))
+        })
+        .await
+        .map_err(|e| LoadError::NotComponent(format!("compiler panicked: {e}")))?
     }
 
     /// Accept any export of `ws-router:plugin/route` whose version is

@@ -9,8 +9,10 @@
 //! instance is used by one call at a time, returned after a clean call and
 //! discarded after a trap (a trapped instance cannot be entered again).
 
+pub mod cache;
 pub mod engine;
 pub mod loader;
+pub mod manager;
 
 use std::{
     sync::{
@@ -115,6 +117,16 @@ pub struct Plugin {
     idle: Mutex<Vec<Instance>>,
     /// Calls that trapped, timed out or returned invalid output.
     failures: AtomicU64,
+    /// How its machine code was obtained.
+    pub compile: CompileInfo,
+}
+
+/// Whether a plugin's machine code came from the artifact cache, and how
+/// long compiling or loading it took.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct CompileInfo {
+    pub cached: bool,
+    pub ms: f64,
 }
 
 impl Plugin {
