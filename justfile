@@ -12,7 +12,7 @@ default:
 
 # Build the bars, quotes and trades (Rust), news (Python) and orderbook
 # (JavaScript) plugins into plugins/*.wasm.
-build-plugins: build-python-plugins
+build-plugins: build-python-plugins build-js-plugins
     cargo build --profile plugin --target wasm32-wasip2 -p bars -p quotes -p trades
     for p in bars quotes trades; do cp {{plugin_target}}/$p.wasm plugins/$p.wasm; done
     @ls -l plugins/*.wasm
@@ -32,9 +32,24 @@ python-venv:
 build-python-plugins: python-venv
     .venv/bin/componentize-py -d wit -w route-plugin componentize -p plugins/news -p sdk/python app -o plugins/news.wasm
 
+# The pinned ComponentizeJS in sdk/js/node_modules/ (`npm ci` when
+# sdk/js/package-lock.json changes).
+js-deps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! cmp -s sdk/js/package-lock.json sdk/js/node_modules/.ws-router-lock; then
+        (cd sdk/js && npm ci --no-audit --no-fund --loglevel=error)
+        cp sdk/js/package-lock.json sdk/js/node_modules/.ws-router-lock
+    fi
+
+# JavaScript routes: plugins/<name>/index.js -> plugins/<name>.wasm.
+build-js-plugins: js-deps
+    node sdk/js/build.mjs plugins/orderbook/index.js plugins/orderbook.wasm
+
 # Test the Python and JavaScript SDKs (shared topic vectors, schemas, defaults).
 test-sdks: python-venv
     .venv/bin/python -m unittest discover -s sdk/python/tests
+    node --test sdk/js/test/
 
 # Run the host (release build) with the demo feed; extra arguments go to the host.
 run *ARGS:

@@ -6,7 +6,10 @@ use ws_router_sdk::topic::default_topic;
 
 #[test]
 fn shared_topic_vectors_byte_for_byte() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/topic-vectors.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/topic-vectors.json"
+    );
     let text = std::fs::read_to_string(path).expect("read tests/topic-vectors.json");
     let doc: Value = serde_json::from_str(&text).expect("vectors file is JSON");
     let vectors = doc["vectors"].as_array().expect("a vectors array");
@@ -14,8 +17,8 @@ fn shared_topic_vectors_byte_for_byte() {
     for v in vectors {
         let note = v["note"].as_str().unwrap_or_default();
         let route = v["route"].as_str().expect("route");
-        let request: Value =
-            serde_json::from_str(v["request"].as_str().expect("request text")).expect("request is JSON");
+        let request: Value = serde_json::from_str(v["request"].as_str().expect("request text"))
+            .expect("request is JSON");
         let expected = v["topic"].as_str().expect("topic");
         assert_eq!(default_topic(route, &request), expected, "vector: {note}");
     }
