@@ -102,5 +102,16 @@ class Reading(unittest.TestCase):
             from_json(Request, {"symbol": 3})
 
 
+class Export(unittest.TestCase):
+    def test_export_outside_componentize_gives_the_route_back(self):
+        # Lets a route's app.py be imported by plain CPython unit tests.
+        class Book(ws_router.Route):
+            name = "book"
+            Request = Request
+            Data = Tick
+
+        self.assertIs(ws_router.export(Book), Book)
+
+
 if __name__ == "__main__":
     unittest.main()
