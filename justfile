@@ -10,15 +10,50 @@ plugin_target := "target/wasm32-wasip2/plugin"
 default:
     @just --list
 
-# Build the bars, quotes and trades plugins into plugins/*.wasm.
-build-plugins:
+# Build the bars, quotes and trades (Rust), news (Python) and orderbook
+# (JavaScript) plugins into plugins/*.wasm.
+build-plugins: build-python-plugins build-js-plugins
     cargo build --profile plugin --target wasm32-wasip2 -p bars -p quotes -p trades
     for p in bars quotes trades; do cp {{plugin_target}}/$p.wasm plugins/$p.wasm; done
     @ls -l plugins/*.wasm
 
+# The pinned componentize-py in .venv/ (created or updated when
+# sdk/python/requirements.txt changes).
+python-venv:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! cmp -s sdk/python/requirements.txt .venv/requirements.txt; then
+        python3 -m venv .venv
+        .venv/bin/pip install --quiet --disable-pip-version-check -r sdk/python/requirements.txt
+        cp sdk/python/requirements.txt .venv/requirements.txt
+    fi
+
+# Python routes: plugins/<name>/app.py -> plugins/<name>.wasm.
+build-python-plugins: python-venv
+    .venv/bin/componentize-py -d wit -w route-plugin componentize -p plugins/news -p sdk/python app -o plugins/news.wasm
+
+# The pinned ComponentizeJS in sdk/js/node_modules/ (`npm ci` when
+# sdk/js/package-lock.json changes).
+js-deps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! cmp -s sdk/js/package-lock.json sdk/js/node_modules/.ws-router-lock; then
+        (cd sdk/js && npm ci --no-audit --no-fund --loglevel=error)
+        cp sdk/js/package-lock.json sdk/js/node_modules/.ws-router-lock
+    fi
+
+# JavaScript routes: plugins/<name>/index.js -> plugins/<name>.wasm.
+build-js-plugins: js-deps
+    node sdk/js/build.mjs plugins/orderbook/index.js plugins/orderbook.wasm
+
+# Test the Python and JavaScript SDKs (shared topic vectors, schemas, defaults).
+test-sdks: python-venv
+    .venv/bin/python -m unittest discover -s sdk/python/tests
+    node --test sdk/js/test/
+
 # Run the host (release build) with the demo feed; extra arguments go to the host.
 run *ARGS:
-    @for p in bars quotes trades; do [ -f plugins/$p.wasm ] || { just build-plugins; break; }; done
+    @for p in bars quotes trades news orderbook; do [ -f plugins/$p.wasm ] || { just build-plugins; break; }; done
     cargo run --release -p ws-router-host -- --demo-feed {{ARGS}}
 
 # Build the test plugins (tests/plugins/<name>/) into target/test-plugins/<name>.wasm.
@@ -34,7 +69,7 @@ build-test-plugins:
     for d in "${dirs[@]}"; do n=$(basename "$d"); cp "{{plugin_target}}/${n//-/_}.wasm" "target/test-plugins/$n.wasm"; done
 
 # Run every test.
-test: build-plugins build-test-plugins && test-browser
+test: build-plugins build-test-plugins test-sdks && test-browser
     cargo test
 
 # Install what the browser tests need, idempotently: Debian's chromium

@@ -1,0 +1,34 @@
+"""The `news` route, written in Python: headlines per symbol.
+
+Build: `just build-plugins` (or, by hand, from the repository root:
+`.venv/bin/componentize-py -d wit -w route-plugin componentize -p plugins/news
+-p sdk/python app -o plugins/news.wasm`).
+"""
+
+import ws_router
+from models import Headline, NewsSubscriptionRequest
+
+
+class News(ws_router.Route):
+    name = "news"
+    version = "0.1.0"
+    description = (
+        "Headlines about the symbols you name. Subscribe with a list of symbols and "
+        "a language; each update is one headline, published to news:<SYMBOL>:<language>."
+    )
+    tags = ["news"]
+    Request = NewsSubscriptionRequest
+    Data = Headline
+
+    # The topic is the default (canonical) one; publications are routed per
+    # symbol, so one headline reaches every subscription naming its symbol.
+    def keys(self, request: NewsSubscriptionRequest, topic: str) -> list[str]:
+        # A rule the schema cannot say: the message reaches the client.
+        repeated = sorted({s for s in request.symbols if request.symbols.count(s) > 1})
+        if repeated:
+            raise ws_router.InvalidRequest(f"symbols listed twice: {', '.join(repeated)}")
+        return [f"news:{symbol}:{request.language}" for symbol in request.symbols]
+
+
+# componentize-py exports the class named `Route` as ws-router:plugin/route.
+Route = ws_router.export(News)

@@ -1,0 +1,41 @@
+"""Write a ws-router route in Python.
+
+A route is its models (dataclasses or TypedDicts) and, only if it needs one,
+a key function. ``componentize-py`` turns the app module into a WebAssembly
+component exporting ``ws-router:plugin/route`` (``wit/ws-router.wit``)::
+
+    from dataclasses import dataclass
+    import ws_router
+
+    @dataclass
+    class NewsRequest:
+        symbol: str
+        language: str = "en"
+
+    @dataclass
+    class Headline:
+        time: int
+        title: str
+
+    class News(ws_router.Route):
+        name = "news"
+        Request = NewsRequest
+        Data = Headline
+
+    Route = ws_router.export(News)
+"""
+
+from .route import Route, export
+from .schema import InvalidRequest, from_json, json_schema, to_json
+from .topic import canonical_json, default_topic
+
+__all__ = [
+    "Route",
+    "export",
+    "InvalidRequest",
+    "json_schema",
+    "from_json",
+    "to_json",
+    "canonical_json",
+    "default_topic",
+]

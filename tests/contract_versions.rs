@@ -1,0 +1,85 @@
+//! Versioning of the WIT package: plugins built against copies of
+//! `wit/ws-router.wit` that differ only in the package version
+//! (tests/plugins/contract-v*), loaded by the real host, which offers
+//! `ws-router:plugin/route@0.1.0`.
+//!
+//! * 0.1.0 (a frozen copy of today's file) and 0.1.9 (a later patch release)
+//!   are compatible in the component model's semver sense: they load and
+//!   serve. When `wit/` moves to 0.1.1 or later, the frozen 0.1.0 plugin is
+//!   the "built against an older compatible version" case, unchanged.
+//! * 0.2.0 and 1.0.0 are not: the host rejects them with a line naming the
+//!   version the plugin needs and the one the host offers, and they are not
+//!   routes.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::Host;
+
+const COMPATIBLE: [&str; 2] = ["contract-v0-1-0", "contract-v0-1-9"];
+const INCOMPATIBLE: [(&str, &str); 2] =
+    [("contract-v0-2-0", "0.2.0"), ("contract-v1-0-0", "1.0.0")];
+
+#[tokio::test]
+async fn compatible_versions_load_and_incompatible_ones_are_rejected_by_name() {
+    let mut plugins = vec!["bars"];
+    plugins.extend(COMPATIBLE);
+    plugins.extend(INCOMPATIBLE.iter().map(|(name, _)| *name));
+    let host = Host::builder().plugins(&plugins).start();
+
+    for (file, needs) in INCOMPATIBLE {
+        let line = host
+            .wait_for_log(
+                &format!("the plugin needs ws-router:plugin/route@{needs},"),
+                Duration::from_secs(30),
+            )
+            .await;
+        assert!(line.contains("plugin rejected"), "{line}");
+        assert!(
+            line.contains(&format!("{file}.wasm")),
+            "names the file: {line}"
+        );
+        assert!(
+            line.contains(&format!(
+                "the plugin needs ws-router:plugin/route@{needs}, this host offers ws-router:plugin/route@0.1.0"
+            )),
+            "names both versions: {line}"
+        );
+    }
+
+    let routes = host.get_json("/api/v1/routes").await;
+    let mut names: Vec<&str> = routes
+        .as_array()
+        .map(|r| r.iter().filter_map(|r| r["name"].as_str()).collect())
+        .unwrap_or_default();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["bars", "contract-v0-1-0", "contract-v0-1-9"],
+        "{routes}"
+    );
+
+    // The compatible ones serve; the rejected ones are unknown routes.
+    let mut c = host.client().await;
+    for route in COMPATIBLE {
+        let reply = c.subscribe(route, json!({"symbol": "AAPL"})).await;
+        let topic = reply["topic"].as_str().unwrap_or_default().to_owned();
+        host.publish(&json!({"route": route, "topic": topic, "data": {"n": 1}}))
+            .await;
+        let update = c.recv().await;
+        assert_eq!(update["type"], format!("{route}.update"), "{update}");
+    }
+    c.send(&json!({"type": "contract-v0-2-0.subscribe", "payload": {"symbol": "AAPL"}}))
+        .await;
+    let reply = c.recv().await;
+    assert_eq!(reply["payload"]["status"], "error", "{reply}");
+    assert!(
+        reply["payload"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown route"),
+        "{reply}"
+    );
+}
