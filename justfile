@@ -41,3 +41,8 @@ test: build-plugins build-test-plugins
 lint:
     cargo fmt --all --check
     cargo clippy --all-targets -- -D warnings
+
+# Benchmarks: ws-router against bare Rust, Node ws and FastAPI/fastws, every
+# scenario, then the tables (BENCHMARKS.md). Sizes: BENCH_* variables in bench/run.sh.
+bench:
+    bench/run.sh
