@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// Initial read buffer of a connection.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+const READ_BUFFER_BYTES: usize = 1024;
 
 /// `GET /api/v1/ws`.
 pub async fn upgrade(ws: WebSocketUpgrade, State(host): State<Arc<Host>>) -> Response {
