@@ -151,6 +151,8 @@ impl Target {
             let src = Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(self.sources)) as u8);
             socket.bind(SocketAddr::new(IpAddr::V4(src), 0))?;
         }
+        // Ports of earlier runs linger in TIME_WAIT; they may be reused.
+        socket.set_reuseaddr(true)?;
         socket.set_nodelay(true)?;
         let stream = socket.connect(self.addr).await?;
         stream.set_nodelay(true)?;

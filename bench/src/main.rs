@@ -69,7 +69,7 @@ struct Common {
     #[arg(long)]
     pid: Option<u32>,
     /// Loopback source addresses to spread connections over (127.0.0.1..=N).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     sources: u8,
     /// Connections opened at once while connecting.
     #[arg(long, default_value_t = 256)]
@@ -110,6 +110,9 @@ struct FanoutArgs {
     /// Most updates per publish request.
     #[arg(long, default_value_t = 500)]
     batch: usize,
+    /// Publish requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    inflight: usize,
     /// Publications per second for the latency phase; default half the
     /// measured maximum.
     #[arg(long)]
@@ -344,7 +347,8 @@ impl Publisher {
         (self.targets.iter().map(|t| t.1).sum::<u64>() / self.targets.len() as u64).max(1)
     }
 
-    async fn publish(&mut self, count: usize) -> anyhow::Result<()> {
+    /// The body of a publish request for the next `count` updates.
+    fn build(&mut self, count: usize) -> String {
         let mut body = String::with_capacity(count * (self.pad.len() + 200));
         body.push('[');
         let ts = now_ns();
@@ -366,22 +370,27 @@ impl Publisher {
         }
         body.push(']');
         self.published += count as u64;
-        let response = self
+        body
+    }
+
+    /// Send a body built by [`Publisher::build`].
+    fn send(&self, body: String) -> impl Future<Output = anyhow::Result<()>> + use<> {
+        let request = self
             .client
             .post(&self.url)
             .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .context("publish request failed")?;
-        let status = response.status();
-        if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
-            bail!("publish answered {status}: {text}");
+            .body(body);
+        async move {
+            let response = request.send().await.context("publish request failed")?;
+            let status = response.status();
+            if !status.is_success() {
+                let text = response.text().await.unwrap_or_default();
+                bail!("publish answered {status}: {text}");
+            }
+            // Drain the body so the connection is reused.
+            let _ = response.bytes().await;
+            Ok(())
         }
-        // Drain the body so the connection is reused.
-        let _ = response.bytes().await;
-        Ok(())
     }
 }
 
@@ -437,6 +446,7 @@ async fn run_phase(
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut owed = 0.0;
+    let mut inflight = futures_util::stream::FuturesUnordered::new();
     loop {
         let now = Instant::now();
         if now >= end {
@@ -452,30 +462,48 @@ async fn run_phase(
                 CpuMeter::start(None),
             ));
         }
+        // Several requests in flight, so that the publisher's round trips
+        // are not what limits the server.
+        while inflight.len() >= a.inflight.max(1) {
+            if let Some(r) = inflight.next().await {
+                r?;
+            }
+        }
         match rate {
             None => {
                 let delivered = stats.delivered() - base_delivered;
                 let outstanding = (publisher.expected - base_expected).saturating_sub(delivered);
                 let room = window.saturating_sub(outstanding);
                 if room < avg || room < window / 4 {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    tokio::select! {
+                        Some(r) = inflight.next() => r?,
+                        _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+                    }
                     continue;
                 }
                 let count = ((room / avg) as usize).clamp(1, a.batch);
-                publisher.publish(count).await?;
+                let body = publisher.build(count);
+                inflight.push(publisher.send(body));
             }
             Some(rate) => {
-                tick.tick().await;
+                tokio::select! {
+                    Some(r) = inflight.next() => { r?; continue; }
+                    _ = tick.tick() => {}
+                }
                 owed += rate / 100.0;
                 let count = owed.floor() as usize;
                 if count > 0 {
                     owed -= count as f64;
                     for chunk in chunks(count, a.batch) {
-                        publisher.publish(chunk).await?;
+                        let body = publisher.build(chunk);
+                        inflight.push(publisher.send(body));
                     }
                 }
             }
         }
+    }
+    while let Some(r) = inflight.next().await {
+        r?;
     }
     let Some((t0, d0, p0, server_cpu, self_cpu)) = measuring else {
         bail!("the phase ended before its warm-up did");

@@ -24,6 +24,7 @@ use axum::{
     },
     response::{IntoResponse, Response},
     routing::{get, post},
+    serve::ListenerExt,
 };
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -55,13 +56,19 @@ fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         println!("listening on {addr}");
+        // The same socket settings as the host: TCP_NODELAY on every accepted socket.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app).await?;
         Ok(())
     })
 }
 
 async fn upgrade(ws: WebSocketUpgrade, State(hub): State<Arc<Hub>>) -> Response {
-    ws.on_upgrade(move |socket| session(socket, hub))
+    // The same buffer size as the host.
+    ws.read_buffer_size(1024)
+        .on_upgrade(move |socket| session(socket, hub))
 }
 
 #[derive(Deserialize)]
