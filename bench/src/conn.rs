@@ -145,7 +145,15 @@ impl Target {
     }
 
     /// Open connection number `i`, from source address 127.0.0.(1 + i % sources).
+    /// A server out of descriptors leaves connections in its accept queue:
+    /// give up after 10 s instead of waiting forever.
     pub async fn connect(&self, i: usize) -> anyhow::Result<Ws> {
+        tokio::time::timeout(Duration::from_secs(10), self.connect_now(i))
+            .await
+            .context("connect and handshake took over 10 s")?
+    }
+
+    async fn connect_now(&self, i: usize) -> anyhow::Result<Ws> {
         let socket = TcpSocket::new_v4()?;
         if self.addr.ip().is_loopback() {
             let src = Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(self.sources)) as u8);
