@@ -558,22 +558,35 @@ async fn storm(a: &StormArgs) -> anyhow::Result<Map<String, Value>> {
     let server_cpu = CpuMeter::start(a.common.pid);
     let self_cpu = CpuMeter::start(None);
     gate.wait().await;
-    let t0 = Instant::now();
-    let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let mut keep = Vec::with_capacity(n);
+    let (mut first, mut last) = (None::<Instant>, None::<Instant>);
     for task in tasks {
-        let (_, done, ws) = task.await??;
-        hist.saturating_record(done.duration_since(t0).as_micros() as u64);
+        let (sent, done, ws) = task.await??;
+        // Each reply's time from its own send: the tasks, not this one,
+        // start the clock.
+        hist.saturating_record(done.duration_since(sent).as_micros() as u64);
+        first = Some(first.map_or(sent, |f| f.min(sent)));
+        last = Some(last.map_or(done, |l| l.max(done)));
         keep.push(ws);
     }
-    let secs = t0.elapsed().as_secs_f64();
+    let secs = match (first, last) {
+        (Some(f), Some(l)) => l.duration_since(f).as_secs_f64().max(1e-6),
+        _ => bail!("no connections"),
+    };
     let mut record = Map::new();
     record.insert("conns".into(), json!(n));
     record.insert("connect_per_s".into(), json!((n as f64 / connect_secs).round()));
     record.insert("subscribe_per_s".into(), json!((n as f64 / secs).round()));
     record.insert("storm_ms".into(), json!((secs * 1000.0).round()));
-    record.insert("reply_p50_ms".into(), json!(hist.value_at_quantile(0.5) / 1000));
-    record.insert("reply_p99_ms".into(), json!(hist.value_at_quantile(0.99) / 1000));
+    record.insert(
+        "reply_p50_ms".into(),
+        json!(round2(hist.value_at_quantile(0.5) as f64 / 1000.0)),
+    );
+    record.insert(
+        "reply_p99_ms".into(),
+        json!(round2(hist.value_at_quantile(0.99) as f64 / 1000.0)),
+    );
     record.insert(
         "server_cpu_s".into(),
         json!(server_cpu.elapsed().map(round2)),
