@@ -47,9 +47,7 @@ impl Stats {
     pub fn new() -> Arc<Stats> {
         Arc::new(Stats {
             delivered: (0..SHARDS).map(|_| Counter::default()).collect(),
-            hists: (0..SHARDS)
-                .map(|_| Mutex::new(new_hist()))
-                .collect(),
+            hists: (0..SHARDS).map(|_| Mutex::new(new_hist())).collect(),
             closed: AtomicU64::new(0),
         })
     }
@@ -88,7 +86,8 @@ impl Stats {
 
 /// Latency in microseconds, 1 µs to 100 s, 3 significant figures.
 fn new_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 100_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+    Histogram::new_with_bounds(1, 100_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
 }
 
 /// The `"ts":<digits>` timestamp in an update frame, found by a scan from
@@ -108,7 +107,10 @@ pub fn find_ts(frame: &[u8]) -> Option<u64> {
     }
     let pat = b"\"ts\":";
     let at = frame.windows(pat.len()).rposition(|w| w == pat)? + pat.len();
-    let digits = frame[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let digits = frame[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
     parse_digits(&frame[at..at + digits])
 }
 

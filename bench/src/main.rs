@@ -33,7 +33,10 @@ use conn::{Stats, Target, now_ns, subscribe_frame};
 use procstat::CpuMeter;
 
 #[derive(Parser)]
-#[command(name = "loadgen", about = "Load generator for ws-router and its baselines")]
+#[command(
+    name = "loadgen",
+    about = "Load generator for ws-router and its baselines"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -204,17 +207,20 @@ fn mib(bytes: u64) -> f64 {
     (bytes as f64 / (1 << 20) as f64 * 10.0).round() / 10.0
 }
 
+/// A connection and the topics its subscribe replies named.
+type Opened = (conn::Ws, Vec<String>);
+
 /// Open `n` connections, connection `i` subscribing with `frames(i)`;
 /// returns the connections and the topics each was told, in order.
 async fn open(
     common: &Common,
     n: usize,
     frames: impl Fn(usize) -> Vec<String>,
-) -> anyhow::Result<Vec<(conn::Ws, Vec<String>)>> {
+) -> anyhow::Result<Vec<Opened>> {
     let target = Target::new(&common.ws, common.sources)?;
     let target = &target;
     let frames = &frames;
-    let results: Vec<(usize, anyhow::Result<(conn::Ws, Vec<String>)>)> = stream::iter(0..n)
+    let results: Vec<(usize, anyhow::Result<Opened>)> = stream::iter(0..n)
         .map(|i| async move {
             let r = async {
                 let mut ws = target.connect(i).await?;
@@ -227,7 +233,7 @@ async fn open(
         .buffer_unordered(common.connect_concurrency.max(1))
         .collect()
         .await;
-    let mut sorted: Vec<Option<(conn::Ws, Vec<String>)>> = (0..n).map(|_| None).collect();
+    let mut sorted: Vec<Option<Opened>> = (0..n).map(|_| None).collect();
     let mut failures = 0;
     let mut first_error = None;
     for (i, r) in results {
@@ -321,7 +327,8 @@ struct Publisher {
     published: u64,
 }
 
-const DATA_HEAD: &str = r#"{"time":1,"open":1.0,"high":1.0,"low":1.0,"close":1.0,"volume":0,"pad":""#;
+const DATA_HEAD: &str =
+    r#"{"time":1,"open":1.0,"high":1.0,"low":1.0,"close":1.0,"volume":0,"pad":""#;
 
 impl Publisher {
     fn new(url: &str, targets: Vec<(String, u64)>, size: usize) -> anyhow::Result<Publisher> {
@@ -576,7 +583,10 @@ async fn storm(a: &StormArgs) -> anyhow::Result<Map<String, Value>> {
     };
     let mut record = Map::new();
     record.insert("conns".into(), json!(n));
-    record.insert("connect_per_s".into(), json!((n as f64 / connect_secs).round()));
+    record.insert(
+        "connect_per_s".into(),
+        json!((n as f64 / connect_secs).round()),
+    );
     record.insert("subscribe_per_s".into(), json!((n as f64 / secs).round()));
     record.insert("storm_ms".into(), json!((secs * 1000.0).round()));
     record.insert(
@@ -591,7 +601,10 @@ async fn storm(a: &StormArgs) -> anyhow::Result<Map<String, Value>> {
         "server_cpu_s".into(),
         json!(server_cpu.elapsed().map(round2)),
     );
-    record.insert("loadgen_cpu_s".into(), json!(self_cpu.elapsed().map(round2)));
+    record.insert(
+        "loadgen_cpu_s".into(),
+        json!(self_cpu.elapsed().map(round2)),
+    );
     drop(keep);
     Ok(record)
 }
@@ -601,7 +614,10 @@ async fn idle(a: &IdleArgs) -> anyhow::Result<Map<String, Value>> {
     let rss0 = procstat::status_bytes(pid, "VmRSS:").context("cannot read the server's RSS")?;
     let n = a.conns;
     let conns = open(&a.common, n, |i| {
-        vec![subscribe_frame("bars", &bars_request(&format!("IDLE{:03}", i % 100)))]
+        vec![subscribe_frame(
+            "bars",
+            &bars_request(&format!("IDLE{:03}", i % 100)),
+        )]
     })
     .await?;
     let stats = Stats::new();
@@ -652,7 +668,9 @@ async fn reload(a: &ReloadArgs) -> anyhow::Result<Map<String, Value>> {
         bail!("route {:?} is already served before the copy", a.route);
     }
     let name = a.wasm.file_name().context("--wasm has no file name")?;
-    let tmp = a.plugins_dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let tmp = a
+        .plugins_dir
+        .join(format!(".{}.tmp", name.to_string_lossy()));
     std::fs::copy(&a.wasm, &tmp).with_context(|| format!("cannot copy {}", a.wasm.display()))?;
     // Deploy the way an operator should: write aside, then rename into place.
     let t0 = Instant::now();

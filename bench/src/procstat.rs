@@ -19,7 +19,9 @@ pub fn cpu_time(pid: Option<u32>) -> Option<Duration> {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let ticks = if ticks > 0 { ticks as u64 } else { 100 };
-    Some(Duration::from_nanos((utime + stime) * 1_000_000_000 / ticks))
+    Some(Duration::from_nanos(
+        (utime + stime) * 1_000_000_000 / ticks,
+    ))
 }
 
 /// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in bytes.

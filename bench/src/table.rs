@@ -30,7 +30,11 @@ pub fn print(results: &Path, criterion: Option<&Path>) -> anyhow::Result<()> {
             .filter(|r| r["scenario"] == scenario.as_str())
             .collect();
         let by = |server: &str| rows.iter().rev().find(|r| r["server"] == server).copied();
-        let servers: Vec<&str> = SERVERS.iter().copied().filter(|s| by(s).is_some()).collect();
+        let servers: Vec<&str> = SERVERS
+            .iter()
+            .copied()
+            .filter(|s| by(s).is_some())
+            .collect();
         let first = rows[0];
         println!("\n### {scenario}\n");
         if let Some(conns) = first["conns"].as_u64() {
@@ -127,7 +131,7 @@ fn group(n: i64) -> String {
     let digits = n.abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(' ');
         }
         out.push(c);
@@ -146,7 +150,11 @@ fn verdicts<'a>(by: &dyn Fn(&str) -> Option<&'a Value>) {
         if let Some(r) = by(s) {
             let server = r["max_server_cores"].as_f64().unwrap_or(0.0);
             let gen_ = r["max_loadgen_cores"].as_f64().unwrap_or(0.0);
-            let side = if server >= gen_ { "server" } else { "load generator" };
+            let side = if server >= gen_ {
+                "server"
+            } else {
+                "load generator"
+            };
             println!(
                 "- {s}: at max, server used {server:.2} cores, load generator {gen_:.2}: {side} is the busier side"
             );
