@@ -38,8 +38,8 @@ test: build-plugins build-test-plugins
     cargo test
     just bench-smoke
 
-# A few seconds of the load generator against the (debug) host: the
-# benchmark tooling still speaks the protocol and nothing is lost.
+# (Part of `just test`: the benchmark tooling still works against the host.)
+# A few seconds of the load generator against the debug host; fails if updates are lost.
 bench-smoke:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -68,7 +68,7 @@ lint:
     cargo fmt --all --check
     cargo clippy --all-targets -- -D warnings
 
-# Benchmarks: ws-router against bare Rust, Node ws and FastAPI/fastws, every
-# scenario, then the tables (BENCHMARKS.md). Sizes: BENCH_* variables in bench/run.sh.
+# See BENCHMARKS.md; sizes and subsets: BENCH_* variables in bench/run.sh.
+# Benchmark ws-router against bare Rust, Node ws and FastAPI/fastws; print the tables.
 bench:
     bench/run.sh
