@@ -71,6 +71,32 @@ build-test-plugins:
 # Run every test.
 test: build-plugins build-test-plugins test-sdks && test-browser
     cargo test
+    just bench-smoke
+
+# (Part of `just test`: the benchmark tooling still works against the host.)
+# A few seconds of the load generator against the debug host; fails if updates are lost.
+bench-smoke:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build -q -p ws-router-host -p bench --bins
+    cargo test -q -p bench --bins
+    dir=$(mktemp -d)
+    cp plugins/*.wasm "$dir"/
+    port=$((20000 + RANDOM % 20000))
+    RUST_LOG=warn target/debug/ws-router-host --listen 127.0.0.1:$port --plugins "$dir" --no-demo-feed &
+    pid=$!
+    trap 'kill $pid; rm -rf "$dir"' EXIT
+    for _ in $(seq 100); do (: </dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+    common=(--server ws-router --ws ws://127.0.0.1:$port/api/v1/ws --pid $pid)
+    out=$(target/debug/loadgen fanout "${common[@]}" --scenario smoke --publish http://127.0.0.1:$port/api/v1/publish \
+        --conns 20 --topics 5 --subs-per-conn 2 --warmup 0.2 --duration 0.5)
+    echo "$out"
+    if ! grep -q '"max_lost":0,' <<<"$out" || ! grep -q '"half_lost":0,' <<<"$out" \
+        || grep -q '"max_delivered_per_s":0\.0' <<<"$out"; then
+        echo "bench-smoke: updates were lost or none delivered" >&2
+        exit 1
+    fi
+    target/debug/loadgen storm "${common[@]}" --scenario smoke --conns 50
 
 # Install what the browser tests need, idempotently: Debian's chromium
 # (never a downloaded browser) and tests/browser's locked npm packages.
@@ -101,3 +127,8 @@ test-browser: browser-deps
 lint:
     cargo fmt --all --check
     cargo clippy --all-targets -- -D warnings
+
+# See BENCHMARKS.md; sizes and subsets: BENCH_* variables in bench/run.sh.
+# Benchmark ws-router against bare Rust, Node ws and FastAPI/fastws; print the tables.
+bench:
+    bench/run.sh

@@ -25,11 +25,18 @@ use crate::{
     server::Host,
 };
 
+/// Initial read buffer of a connection.
+const READ_BUFFER_BYTES: usize = 1024;
+
 /// `GET /api/v1/ws`.
 pub async fn upgrade(ws: WebSocketUpgrade, State(host): State<Arc<Host>>) -> Response {
     let max = host.config.limits.max_frame_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)
+        // Clients send a few small commands; the 128 KiB default read
+        // buffer was most of an idle connection's memory. It grows when a
+        // larger frame arrives.
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| run(socket, host))
 }
 

@@ -1,0 +1,39 @@
+//! One plugin topic-builder call (`Plugin::topics`) on the bars plugin:
+//! what every subscribe and every publish-by-request pays. Target < 2 µs.
+//!
+//! Run: `just build-plugins && cargo bench -p bench --bench topic_builder`.
+
+use std::path::Path;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ws_router_host::{Limits, plugin::PluginEngine};
+
+fn topic_builder(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/bars.wasm");
+    assert!(
+        wasm.exists(),
+        "{} is not built: run `just build-plugins`",
+        wasm.display()
+    );
+    let limits = Limits::default();
+    let plugin = runtime.block_on(async {
+        let engine = PluginEngine::new(&limits).expect("engine");
+        engine.load(&wasm).await.expect("load bars.wasm")
+    });
+    let request = r#"{"symbol":"AAPL","resolution":"5"}"#;
+    c.bench_function("bars_topics", |b| {
+        b.to_async(&runtime).iter(|| async {
+            plugin
+                .topics(request, &limits)
+                .await
+                .expect("bars resolves the request")
+        })
+    });
+}
+
+criterion_group!(benches, topic_builder);
+criterion_main!(benches);

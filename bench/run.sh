@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Every benchmark scenario against ws-router and its three baselines, in one
+# run, then the tables. Called by `just bench`; see BENCHMARKS.md.
+#
+# Sizes are environment variables, so a smoke run is one line:
+#   BENCH_HOT_CONNS=200 BENCH_TOPICS=50 BENCH_STORM_CONNS=500 \
+#   BENCH_IDLE_CONNS=1000 BENCH_DURATION=1 just bench
+# BENCH_SERVERS and BENCH_SCENARIOS (hot topics storm idle reload criterion)
+# pick a subset.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+servers=${BENCH_SERVERS:-"ws-router bare-rust node-ws fastapi-fastws"}
+scenarios=${BENCH_SCENARIOS:-"hot topics storm idle reload criterion"}
+hot_conns=${BENCH_HOT_CONNS:-5000}
+topics=${BENCH_TOPICS:-1000}
+topic_subs=${BENCH_TOPIC_SUBS:-10}
+topic_conns=${BENCH_TOPIC_CONNS:-1000}
+storm_conns=${BENCH_STORM_CONNS:-10000}
+idle_conns=${BENCH_IDLE_CONNS:-20000}
+size=${BENCH_SIZE:-128}
+warmup=${BENCH_WARMUP:-1}
+duration=${BENCH_DURATION:-4}
+results=${BENCH_RESULTS:-target/bench/results.jsonl}
+
+# 20,000 connections need 20,000 descriptors on each side: raise the limit
+# (as root past the hard limit where allowed); where it cannot be raised,
+# open as many idle connections as fit, and say so.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+limit=$(ulimit -n)
+if [ "$limit" != unlimited ] && [ "$limit" -lt $((idle_conns + 500)) ]; then
+    echo "warning: ulimit -n is $limit; the idle scenario opens $((limit - 500)) connections, not $idle_conns" >&2
+    idle_conns=$((limit - 500))
+fi
+
+echo "== building (release)"
+for p in bars quotes trades; do [ -f "plugins/$p.wasm" ] || { just build-plugins; break; }; done
+cargo build --release -p ws-router-host -p bench --bins
+loadgen=$root/target/release/loadgen
+
+if [[ " $servers " == *" fastapi-fastws "* ]]; then
+    venv=bench/baselines/fastapi/.venv
+    stamp=$venv/.requirements
+    if ! cmp -s bench/baselines/fastapi/requirements.txt "$stamp" 2>/dev/null; then
+        echo "== creating the FastAPI/fastws virtual environment"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r bench/baselines/fastapi/requirements.txt
+        cp bench/baselines/fastapi/requirements.txt "$stamp"
+    fi
+fi
+if [[ " $servers " == *" node-ws "* ]]; then
+    stamp=bench/baselines/node-ws/node_modules/.lock-installed
+    if ! cmp -s bench/baselines/node-ws/package-lock.json "$stamp" 2>/dev/null; then
+        echo "== installing the Node ws baseline"
+        (cd bench/baselines/node-ws && npm ci --no-audit --no-fund --silent)
+        cp bench/baselines/node-ws/package-lock.json "$stamp"
+    fi
+fi
+
+mkdir -p "$(dirname "$results")"
+: > "$results"
+work=$(mktemp -d)
+pid=
+stop() {
+    if [ -n "$pid" ]; then
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        pid=
+    fi
+}
+trap 'stop; rm -rf "$work"' EXIT
+
+# start <server> [plugins...]: start a fresh server; sets $pid and $port.
+start() {
+    local server=$1
+    shift
+    case $server in
+    ws-router)
+        port=8100
+        rm -rf "$work/plugins" && mkdir -p "$work/plugins"
+        for p in "$@"; do cp "plugins/$p.wasm" "$work/plugins/"; done
+        RUST_LOG=warn target/release/ws-router-host --listen 127.0.0.1:$port \
+            --plugins "$work/plugins" --no-demo-feed >"$work/host.log" 2>&1 &
+        ;;
+    fastapi-fastws)
+        port=8101
+        bench/baselines/fastapi/.venv/bin/uvicorn server:app --app-dir bench/baselines/fastapi \
+            --host 127.0.0.1 --port $port --log-level warning >"$work/fastapi.log" 2>&1 &
+        ;;
+    node-ws)
+        port=8102
+        node bench/baselines/node-ws/server.js $port >"$work/node.log" 2>&1 &
+        ;;
+    bare-rust)
+        port=8103
+        target/release/bare-fanout 127.0.0.1:$port >"$work/bare.log" 2>&1 &
+        ;;
+    *)
+        echo "unknown server $server" >&2
+        exit 1
+        ;;
+    esac
+    pid=$!
+    for _ in $(seq 200); do
+        if (: </dev/tcp/127.0.0.1/$port) 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "$server did not start listening on $port" >&2
+    cat "$work"/*.log >&2
+    exit 1
+}
+
+run() { # run <server> <scenario> <loadgen subcommand and args...>
+    local server=$1 scenario=$2 cmd=$3
+    shift 3
+    echo "== $scenario: $server"
+    "$loadgen" "$cmd" --server "$server" --scenario "$scenario" \
+        --ws "ws://127.0.0.1:$port/api/v1/ws" --pid "$pid" --out "$results" "$@" >/dev/null ||
+        echo "   $scenario on $server failed (see above)" >&2
+}
+
+want() { [[ " $scenarios " == *" $1 "* ]]; }
+
+fanout_args=(--publish PUBLISH --size "$size" --warmup "$warmup" --duration "$duration")
+for server in $servers; do
+    args=("${fanout_args[@]/PUBLISH/http://127.0.0.1:8100/api/v1/publish}")
+    if want hot; then
+        start "$server" bars quotes trades
+        args=("${fanout_args[@]/PUBLISH/http://127.0.0.1:$port/api/v1/publish}")
+        run "$server" "hot topic" fanout "${args[@]}" --conns "$hot_conns" --topics 1 --subs-per-conn 1
+        stop
+    fi
+    if want topics; then
+        start "$server" bars quotes trades
+        args=("${fanout_args[@]/PUBLISH/http://127.0.0.1:$port/api/v1/publish}")
+        run "$server" "many topics" fanout "${args[@]}" --conns "$topic_conns" --topics "$topics" \
+            --subs-per-conn $((topics * topic_subs / topic_conns))
+        stop
+    fi
+    if want storm; then
+        start "$server" bars quotes trades
+        run "$server" "subscribe storm" storm --conns "$storm_conns"
+        stop
+    fi
+    if want idle; then
+        start "$server" bars quotes trades
+        sleep 1
+        run "$server" "idle connections" idle --conns "$idle_conns"
+        stop
+    fi
+done
+
+if want reload && [[ " $servers " == *" ws-router "* ]]; then
+    # Hot reload: a host serving bars only; copy trades.wasm in and time
+    # until `trades.subscribe` succeeds.
+    start ws-router bars
+    run ws-router "hot reload" reload --plugins-dir "$work/plugins" \
+        --wasm plugins/trades.wasm --route trades --request '{"symbols":["AAPL"]}' --timeout "${BENCH_RELOAD_TIMEOUT:-10}"
+    stop
+fi
+
+criterion=
+if want criterion; then
+    echo "== topic builder micro-benchmark (criterion)"
+    cargo bench -p bench --bench topic_builder -- --warm-up-time 1 --measurement-time 3 --noplot >/dev/null
+    criterion=target/criterion
+fi
+
+echo
+echo "Results: $results ($(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB)"
+"$loadgen" table "$results" ${criterion:+--criterion "$criterion"}
