@@ -81,7 +81,7 @@ bench-smoke:
     cargo build -q -p ws-router-host -p bench --bins
     cargo test -q -p bench --bins
     dir=$(mktemp -d)
-    cp plugins/*.wasm "$dir"/
+    cp plugins/{bars,quotes,trades}.wasm "$dir"/
     port=$((20000 + RANDOM % 20000))
     RUST_LOG=warn target/debug/ws-router-host --listen 127.0.0.1:$port --plugins "$dir" --no-demo-feed &
     pid=$!
