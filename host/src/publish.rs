@@ -155,7 +155,11 @@ impl Host {
             })?;
         let fan_out = self
             .registry
-            .publish(&keys, &protocol::compact_json(update.data.get()));
+            .publish_with(
+                &keys,
+                &protocol::compact_json(update.data.get()),
+                plugin.delivery == crate::plugin::DeliveryPolicy::LatestValue,
+            );
         Ok(Delivery {
             route,
             topics: keys,

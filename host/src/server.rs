@@ -138,6 +138,7 @@ fn log_loaded(plugin: &Plugin) {
     tracing::info!(
         route = %plugin.info.name,
         version = %plugin.info.version,
+        delivery = ?plugin.delivery,
         file = %plugin.file.display(),
         sha256 = %&plugin.sha256[..12],
         "route loaded"
@@ -173,6 +174,9 @@ async fn subscribers(
 struct RouteView<'a> {
     #[serde(flatten)]
     info: &'a crate::plugin::RouteInfo,
+    delivery: crate::plugin::DeliveryPolicy,
+    /// Plugin calls that trapped, timed out or returned invalid output.
+    failures: u64,
     request_schema: &'a serde_json::Value,
     data_schema: &'a serde_json::Value,
 }
@@ -184,6 +188,8 @@ async fn routes(State(host): State<Arc<Host>>) -> Json<serde_json::Value> {
         .values()
         .map(|p| RouteView {
             info: &p.info,
+            delivery: p.delivery,
+            failures: p.failures(),
             request_schema: &p.request_schema,
             data_schema: &p.data_schema,
         })
