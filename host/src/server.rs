@@ -41,6 +41,8 @@ pub struct Host {
     /// Set once, when the host starts shutting down.
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
+    /// WebSocket connections open now.
+    connections: std::sync::atomic::AtomicUsize,
 }
 
 impl Host {
@@ -53,6 +55,7 @@ impl Host {
             registry: Registry::default(),
             shutdown: watch::Sender::new(false),
             next_conn: AtomicU64::new(1),
+            connections: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 
@@ -117,7 +120,26 @@ impl Host {
                 host.shutdown.send_replace(true);
             })
             .await?;
+        // Upgraded connections outlive the HTTP server: wait until every
+        // client got its 1001 and is gone (bounded, in case one hangs).
+        let started = std::time::Instant::now();
+        while self.connections() > 0 && started.elapsed() < std::time::Duration::from_secs(5) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         Ok(())
+    }
+
+    /// WebSocket connections open now.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Count a new connection, unless the limit is reached.
+    pub(crate) fn admit(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        let max = self.config.limits.max_connections;
+        let before = self.connections.fetch_add(1, Ordering::AcqRel);
+        let slot = ConnectionSlot(Arc::clone(self));
+        (before < max).then_some(slot)
     }
 
     pub(crate) fn next_conn_id(&self) -> ConnId {
@@ -131,6 +153,15 @@ impl Host {
     /// Whether publishing to `topic` would reach anyone.
     pub fn has_subscribers(&self, topic: &str) -> bool {
         self.registry.has_subscribers(topic)
+    }
+}
+
+/// One counted connection; uncounted when dropped.
+pub(crate) struct ConnectionSlot(Arc<Host>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
