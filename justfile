@@ -41,3 +41,9 @@ test: build-plugins build-test-plugins
 lint:
     cargo fmt --all --check
     cargo clippy --all-targets -- -D warnings
+
+# Fuzz the envelope parser and the canonical topic builder (proptest) at
+# length: PROPTEST_CASES cases per property (default 20000).
+fuzz:
+    PROPTEST_CASES=${PROPTEST_CASES:-20000} cargo test -p ws-router-host --test fuzz
+    PROPTEST_CASES=${PROPTEST_CASES:-20000} cargo test -p ws-router-sdk --test topic_fuzz

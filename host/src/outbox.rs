@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 pub type Frame = Utf8Bytes;
 
 /// Why a connection is being closed by the host. Codes are documented in
-/// the README ("Limits and close codes").
+/// docs/limits.md.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseReason {
     pub code: u16,
