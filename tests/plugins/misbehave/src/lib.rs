@@ -36,7 +36,9 @@ impl Route for Misbehave {
             "alloc" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
-                    hoard.push(std::hint::black_box(vec![1u8; 1 << 20]));
+                    // Grow memory without touching it: the cap, not the
+                    // deadline, must stop this.
+                    hoard.push(std::hint::black_box(Vec::with_capacity(1 << 22)));
                 }
             }
             "trap" => panic!("misbehave: trapping on purpose"),
@@ -46,6 +48,26 @@ impl Route for Misbehave {
                     eprintln!("misbehave stderr line {i}");
                 }
                 Ok(ok)
+            }
+            // What the sandbox lets a plugin see: environment, files,
+            // network, arguments.
+            "probe" => {
+                let env = std::env::vars().count();
+                let args = std::env::args().count();
+                let fs = match std::fs::read_dir("/") {
+                    Ok(_) => "open",
+                    Err(_) => "denied",
+                };
+                let file = match std::fs::read("/etc/passwd") {
+                    Ok(_) => "open",
+                    Err(_) => "denied",
+                };
+                let net = match std::net::TcpStream::connect("127.0.0.1:1") {
+                    Ok(_) => "open",
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => "open",
+                    Err(_) => "denied",
+                };
+                Ok(format!("misbehave:probe:env={env}:args={args}:fs={fs}:file={file}:net={net}"))
             }
             "foreign" => Ok("bars:stolen".to_owned()),
             "long" => Ok(format!("misbehave:{}", "x".repeat(100_000))),
