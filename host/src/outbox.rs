@@ -160,6 +160,13 @@ impl Outbox {
     }
 
     fn overflow(&self, mut state: std::sync::MutexGuard<'_, State>) {
+        // Logged here: the writer may be stuck on the full socket and only
+        // send the close frame once the client reads again.
+        tracing::info!(
+            code = CloseReason::SLOW_CONSUMER.code,
+            limit_bytes = self.limit_bytes,
+            "closing slow consumer: outbound queue full"
+        );
         state.closing = Some(CloseReason::SLOW_CONSUMER);
         state.frames.clear();
         state.latest.clear();

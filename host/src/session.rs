@@ -259,9 +259,6 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Arc<Outbox>
             }
         };
         if let Some(reason) = closing {
-            if reason == CloseReason::SLOW_CONSUMER {
-                tracing::info!(code = reason.code, "closing slow consumer");
-            }
             let frame = CloseFrame {
                 code: reason.code,
                 reason: reason.reason.into(),

@@ -275,6 +275,25 @@ impl Client {
         Client { ws }
     }
 
+    /// Connect with a small, fixed socket receive buffer (no autotuning), so
+    /// that a client that stops reading pushes back on the host quickly.
+    pub async fn connect_with_recv_buffer(url: &str, bytes: u32) -> Client {
+        let addr = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .expect("host:port")
+            .parse()
+            .expect("socket address");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let stream = socket.connect(addr).await.expect("TCP connect");
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("WebSocket handshake");
+        Client { ws }
+    }
+
     pub async fn send_text(&mut self, text: &str) {
         self.ws.send(Message::text(text)).await.expect("send");
     }
