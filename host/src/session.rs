@@ -131,13 +131,18 @@ struct Liveness {
 }
 
 impl Liveness {
-    fn heard(&self) {
-        self.heard_ms
-            .store(self.since.elapsed().as_millis() as u64, Ordering::Relaxed);
+    fn now_ms(&self) -> u64 {
+        self.since.elapsed().as_millis() as u64
     }
 
-    fn last_heard(&self) -> Instant {
-        self.since + Duration::from_millis(self.heard_ms.load(Ordering::Relaxed))
+    fn heard(&self) {
+        self.heard_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether the client was heard at or after `ms` (same clock, same
+    /// rounding as `now_ms`: a pong in the ping's millisecond counts).
+    fn heard_since(&self, ms: u64) -> bool {
+        self.heard_ms.load(Ordering::Relaxed) >= ms
     }
 }
 
@@ -230,8 +235,8 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Arc<Outbox>
         heartbeat.interval,
     );
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The ping waiting for an answer, if any.
-    let mut outstanding: Option<Instant> = None;
+    // When the ping waiting for an answer was sent (liveness clock, ms).
+    let mut outstanding: Option<u64> = None;
     // A client that does not take its data within the timeout is gone:
     // drop the socket rather than hold the writer (and the batch) forever.
     let write_timeout = heartbeat.timeout;
@@ -240,16 +245,17 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Arc<Outbox>
             reason = outbox.next_batch(&mut batch) => reason,
             _ = ticker.tick() => {
                 if let Some(sent) = outstanding {
-                    if heartbeat.liveness.last_heard() >= sent {
+                    let waited = Duration::from_millis(heartbeat.liveness.now_ms().saturating_sub(sent));
+                    if heartbeat.liveness.heard_since(sent) {
                         outstanding = None;
-                    } else if sent.elapsed() >= heartbeat.timeout {
+                    } else if waited >= heartbeat.timeout {
                         tracing::info!("closing client: no pong within {:?}", heartbeat.timeout);
                         outbox.close(CloseReason::HEARTBEAT_TIMEOUT);
                         continue;
                     }
                 }
                 if outstanding.is_none() {
-                    outstanding = Some(Instant::now());
+                    outstanding = Some(heartbeat.liveness.now_ms());
                     let ping = tokio::time::timeout(write_timeout, sink.send(Message::Ping(Default::default())));
                     if !matches!(ping.await, Ok(Ok(()))) {
                         return;

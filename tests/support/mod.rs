@@ -28,7 +28,7 @@ pub fn root() -> PathBuf {
 /// A built plugin, by file stem: `plugins/<name>.wasm`, or a test plugin in
 /// `target/test-plugins/<name>.wasm`.
 pub fn plugin(name: &str) -> PathBuf {
-    for dir in ["plugins", "target/test-plugins"] {
+    for dir in ["plugins", "target/test-plugins", "tests/fixtures"] {
         let path = root().join(dir).join(format!("{name}.wasm"));
         if path.exists() {
             return path;
