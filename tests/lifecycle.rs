@@ -34,7 +34,9 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
     assert_eq!(host.wait_exit(Duration::from_secs(10)), Some(0));
     // New connections are refused once the host has stopped.
     assert!(
-        tokio_tungstenite::connect_async(host.ws_url()).await.is_err(),
+        tokio_tungstenite::connect_async(host.ws_url())
+            .await
+            .is_err(),
         "still accepting"
     );
 }
@@ -64,7 +66,8 @@ async fn a_client_that_stops_answering_pings_is_closed_an_idle_one_is_not() {
         other => panic!("expected close 4000, got {other:?}"),
     }
     idle.subscribe("bars", json!({"symbol": "MSFT"})).await;
-    host.wait_for_log("no pong within", Duration::from_secs(1)).await;
+    host.wait_for_log("no pong within", Duration::from_secs(1))
+        .await;
 }
 
 #[tokio::test]

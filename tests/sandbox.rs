@@ -116,7 +116,10 @@ async fn misbehaving_plugin_is_contained_while_another_route_keeps_streaming() {
     }
     // An internal error is reported without its details.
     let m = error(&ask(&mut c, "internal", 1).await);
-    assert_eq!(m, "cannot subscribe: the route could not handle this request");
+    assert_eq!(
+        m,
+        "cannot subscribe: the route could not handle this request"
+    );
     // Several at once, from several connections: each gets its reply.
     let mut clients = Vec::new();
     for _ in 0..4 {
@@ -139,9 +142,16 @@ async fn misbehaving_plugin_is_contained_while_another_route_keeps_streaming() {
     stop.store(true, Ordering::Relaxed);
     feed.await.unwrap();
     let (last, longest_gap) = watch.await.unwrap();
-    assert_eq!(last, sent.load(Ordering::Relaxed), "the subscriber missed bars");
+    assert_eq!(
+        last,
+        sent.load(Ordering::Relaxed),
+        "the subscriber missed bars"
+    );
     // Generous: CI machines are slow, but a blocked host would stall here.
-    assert!(longest_gap < Duration::from_secs(1), "stream stalled for {longest_gap:?}");
+    assert!(
+        longest_gap < Duration::from_secs(1),
+        "stream stalled for {longest_gap:?}"
+    );
 
     // The failures are counted per route and logged; nothing panicked.
     let routes = host.get_json("/api/v1/routes").await;
@@ -157,7 +167,8 @@ async fn misbehaving_plugin_is_contained_while_another_route_keeps_streaming() {
     };
     assert!(failures("misbehave") >= 12, "{routes}");
     assert_eq!(failures("bars"), 0);
-    host.wait_for_log("plugin call failed", Duration::from_secs(1)).await;
+    host.wait_for_log("plugin call failed", Duration::from_secs(1))
+        .await;
     // The plugin's own panic message is in the log as plugin output; the
     // host itself never panicked.
     let host_panics: Vec<String> = host
@@ -180,8 +191,7 @@ async fn plugins_see_no_environment_files_or_network() {
     let mut c = host.client().await;
     let v = ask(&mut c, "probe", 1).await;
     assert_eq!(
-        v["payload"]["topic"],
-        "misbehave:probe:env=0:args=0:fs=denied:file=denied:net=denied",
+        v["payload"]["topic"], "misbehave:probe:env=0:args=0:fs=denied:file=denied:net=denied",
         "{v}"
     );
     // A smaller memory cap is honoured too.

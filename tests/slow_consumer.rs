@@ -33,11 +33,17 @@ fn quote(n: u64) -> Value {
 /// The sequence number an update frame carries.
 fn seq(v: &Value) -> u64 {
     let data = &v["payload"]["payload"];
-    data["time"].as_u64().or_else(|| data["v"]["volume"].as_u64()).expect("sequence")
+    data["time"]
+        .as_u64()
+        .or_else(|| data["v"]["volume"].as_u64())
+        .expect("sequence")
 }
 
 /// A client that reads every update until `last` and checks none is missing.
-fn fast_reader(mut c: Client, last: tokio::sync::watch::Receiver<u64>) -> tokio::task::JoinHandle<u64> {
+fn fast_reader(
+    mut c: Client,
+    last: tokio::sync::watch::Receiver<u64>,
+) -> tokio::task::JoinHandle<u64> {
     tokio::spawn(async move {
         let mut last = last;
         let mut expected = 1;
@@ -84,7 +90,14 @@ async fn publish_until(
     while n < MAX_UPDATES && !done(host, n) {
         let batch: Vec<Value> = (n + 1..=n + BATCH).map(&update).collect();
         let reply = host.publish(&Value::Array(batch)).await;
-        assert!(reply["results"].as_array().unwrap().iter().all(|r| r["status"] == "ok"), "{reply}");
+        assert!(
+            reply["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["status"] == "ok"),
+            "{reply}"
+        );
         n += BATCH;
         peak_rss = peak_rss.max(vm_rss_kib(host.pid()));
     }
@@ -107,10 +120,15 @@ async fn slow_bars_client_is_disconnected_with_4008_others_get_everything() {
 
     // The slow client reads nothing while the publisher runs.
     let (last, peak_rss) = publish_until(&host, bar, |host, _| {
-        host.logs().iter().any(|l| l.contains("closing slow consumer"))
+        host.logs()
+            .iter()
+            .any(|l| l.contains("closing slow consumer"))
     })
     .await;
-    assert!(last < MAX_UPDATES, "the slow client was never disconnected (RSS {rss_before} -> {peak_rss})");
+    assert!(
+        last < MAX_UPDATES,
+        "the slow client was never disconnected (RSS {rss_before} -> {peak_rss})"
+    );
     // A few more after the disconnect: the others still get them.
     let (more, _) = publish_until(&host, |n| bar(n + last), |_, n| n >= 2 * BATCH).await;
     let last = last + more;
@@ -138,13 +156,18 @@ async fn slow_bars_client_is_disconnected_with_4008_others_get_everything() {
         }
         other => panic!("expected close 4008, got {other:?}"),
     }
-    assert!(previous < last, "the slow client cannot have received everything");
+    assert!(
+        previous < last,
+        "the slow client cannot have received everything"
+    );
     // Memory: bounded by the outbox limit, not by what was published.
     assert!(
         peak_rss < rss_before + 64 * 1024,
         "RSS grew from {rss_before} KiB to {peak_rss} KiB"
     );
-    println!("bars: {last} published, slow client got {previous}, RSS {rss_before} -> {peak_rss} KiB");
+    println!(
+        "bars: {last} published, slow client got {previous}, RSS {rss_before} -> {peak_rss} KiB"
+    );
 }
 
 #[tokio::test]
@@ -185,13 +208,23 @@ async fn slow_quotes_client_is_conflated_to_the_latest_value_and_stays() {
         }
     }
     assert_eq!(previous, last, "the newest quote arrives");
-    assert!(received < last, "nothing was conflated ({received} of {last})");
+    assert!(
+        received < last,
+        "nothing was conflated ({received} of {last})"
+    );
     // Still connected and served.
     slow.subscribe("quotes", json!({"symbols": ["MSFT"]})).await;
-    assert!(!host.logs().iter().any(|l| l.contains("closing slow consumer")));
+    assert!(
+        !host
+            .logs()
+            .iter()
+            .any(|l| l.contains("closing slow consumer"))
+    );
     assert!(
         peak_rss < rss_before + 64 * 1024,
         "RSS grew from {rss_before} KiB to {peak_rss} KiB"
     );
-    println!("quotes: {last} published, slow client got {received}, RSS {rss_before} -> {peak_rss} KiB");
+    println!(
+        "quotes: {last} published, slow client got {received}, RSS {rss_before} -> {peak_rss} KiB"
+    );
 }

@@ -88,7 +88,11 @@ pub struct Limits {
     pub commands_per_sec: u32,
 
     /// How often the host pings each client, in milliseconds.
-    #[arg(long, env = "WS_ROUTER_HEARTBEAT_INTERVAL_MS", default_value_t = 20_000)]
+    #[arg(
+        long,
+        env = "WS_ROUTER_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 20_000
+    )]
     pub heartbeat_interval_ms: u64,
 
     /// How long a ping may go unanswered (no pong nor any other frame) before

@@ -137,7 +137,12 @@ impl Registry {
     /// [`Registry::publish`]; with `latest_value`, a slow subscriber's queued
     /// update of the same topic is replaced instead of the subscriber being
     /// disconnected (the route's delivery policy).
-    pub fn publish_with<K: AsRef<str>>(&self, keys: &[K], data: &str, latest_value: bool) -> FanOut {
+    pub fn publish_with<K: AsRef<str>>(
+        &self,
+        keys: &[K],
+        data: &str,
+        latest_value: bool,
+    ) -> FanOut {
         let mut out = FanOut::default();
         if let [key] = keys {
             let shard = self.read(key.as_ref());

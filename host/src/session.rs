@@ -228,7 +228,11 @@ struct Heartbeat {
     liveness: Arc<Liveness>,
 }
 
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Arc<Outbox>, heartbeat: Heartbeat) {
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    outbox: Arc<Outbox>,
+    heartbeat: Heartbeat,
+) {
     let mut batch = std::collections::VecDeque::new();
     let mut ticker = tokio::time::interval_at(
         tokio::time::Instant::now() + heartbeat.interval,
@@ -269,7 +273,8 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Arc<Outbox>
                 code: reason.code,
                 reason: reason.reason.into(),
             };
-            let _ = tokio::time::timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
+            let _ =
+                tokio::time::timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
             return;
         }
         // Feed everything queued, then flush once: one syscall for a burst.

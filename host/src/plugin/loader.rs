@@ -60,17 +60,21 @@ impl PluginEngine {
             .linker()
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let name = path
-            .file_name()
-            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let output = PluginOutput::new(&name);
         let delivery = self.ask_delivery(&instance_pre, &output).await?;
         let pre =
             RoutePluginPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let mut instance = self.instantiate(&pre, &output).await.map_err(|e| LoadError::Trap {
-            call: "instantiate",
-            message: format!("{e:#}"),
-        })?;
+        let mut instance = self
+            .instantiate(&pre, &output)
+            .await
+            .map_err(|e| LoadError::Trap {
+                call: "instantiate",
+                message: format!("{e:#}"),
+            })?;
 
         let info = self.ask_info(&mut instance).await?;
         let (request_schema, request_validator) = self.ask_schema(&mut instance, "request").await?;
@@ -169,7 +173,9 @@ impl PluginEngine {
         let func = instance
             .get_export_index(&mut store, Some(&iface), "delivery-policy")
             .and_then(|f| instance.get_func(&mut store, &f))
-            .ok_or_else(|| trap("the delivery interface has no delivery-policy function".to_owned()))?;
+            .ok_or_else(|| {
+                trap("the delivery interface has no delivery-policy function".to_owned())
+            })?;
         let mut results = [Val::Bool(false)];
         func.call_async(&mut store, &[], &mut results)
             .await

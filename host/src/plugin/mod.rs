@@ -257,11 +257,15 @@ impl Plugin {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match idle {
             Some(instance) => Ok(instance),
-            None => self.engine.instantiate(&self.pre, &self.output).await.map_err(|e| {
-                let err = CallError::Trap(format!("instantiate: {e:#}"));
-                self.record_failure(&err);
-                err
-            }),
+            None => self
+                .engine
+                .instantiate(&self.pre, &self.output)
+                .await
+                .map_err(|e| {
+                    let err = CallError::Trap(format!("instantiate: {e:#}"));
+                    self.record_failure(&err);
+                    err
+                }),
         }
     }
 

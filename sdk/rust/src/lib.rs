@@ -187,11 +187,12 @@ macro_rules! export_route {
                 }
             }
             impl $crate::bindings::exports::ws_router::plugin::delivery::Guest for __RoutePlugin {
-                fn delivery_policy() -> $crate::bindings::exports::ws_router::plugin::delivery::Policy {
+                fn delivery_policy()
+                -> $crate::bindings::exports::ws_router::plugin::delivery::Policy {
                     $crate::__private::delivery::<$route>()
                 }
-            }
-    $crate::bindings::__export_route_plugin!(__RoutePlugin with_types_in $crate::bindings);
+    }
+            $crate::bindings::__export_route_plugin!(__RoutePlugin with_types_in $crate::bindings);
         };
     };
 }

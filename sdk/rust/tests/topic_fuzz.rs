@@ -137,4 +137,3 @@ proptest! {
         prop_assert_eq!(default_topic(&route, &value), format!("{route}:{}", canonical_json(&value)));
     }
 }
-

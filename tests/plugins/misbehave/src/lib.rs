@@ -67,7 +67,9 @@ impl Route for Misbehave {
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => "open",
                     Err(_) => "denied",
                 };
-                Ok(format!("misbehave:probe:env={env}:args={args}:fs={fs}:file={file}:net={net}"))
+                Ok(format!(
+                    "misbehave:probe:env={env}:args={args}:fs={fs}:file={file}:net={net}"
+                ))
             }
             "foreign" => Ok("bars:stolen".to_owned()),
             "long" => Ok(format!("misbehave:{}", "x".repeat(100_000))),
