@@ -172,7 +172,7 @@ impl PluginEngine {
         };
         let func = instance
             .get_export_index(&mut store, Some(&iface), "delivery-policy")
-            .and_then(|f| instance.get_func(&mut store, &f))
+            .and_then(|f| instance.get_func(&mut store, f))
             .ok_or_else(|| {
                 trap("the delivery interface has no delivery-policy function".to_owned())
             })?;
