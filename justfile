@@ -132,3 +132,9 @@ lint:
 # Benchmark ws-router against bare Rust, Node ws and FastAPI/fastws; print the tables.
 bench:
     bench/run.sh
+
+# Fuzz the envelope parser and the canonical topic builder (proptest) at
+# length: PROPTEST_CASES cases per property (default 20000).
+fuzz:
+    PROPTEST_CASES=${PROPTEST_CASES:-20000} cargo test -p ws-router-host --test fuzz
+    PROPTEST_CASES=${PROPTEST_CASES:-20000} cargo test -p ws-router-sdk --test topic_fuzz

@@ -1,12 +1,12 @@
 //! Versioning of the WIT package: plugins built against copies of
 //! `wit/ws-router.wit` that differ only in the package version
-//! (tests/plugins/contract-v*), loaded by the real host, which offers
-//! `ws-router:plugin/route@0.1.0`.
+//! (tests/plugins/contract-v*), loaded by the real host, which offers the
+//! version in `wit/ws-router.wit` (0.1.1 since the optional `delivery`
+//! interface).
 //!
-//! * 0.1.0 (a frozen copy of today's file) and 0.1.9 (a later patch release)
-//!   are compatible in the component model's semver sense: they load and
-//!   serve. When `wit/` moves to 0.1.1 or later, the frozen 0.1.0 plugin is
-//!   the "built against an older compatible version" case, unchanged.
+//! * 0.1.0 (a frozen copy of the first release: built against an older
+//!   compatible version) and 0.1.9 (a later patch release) are compatible in
+//!   the component model's semver sense: they load and serve.
 //! * 0.2.0 and 1.0.0 are not: the host rejects them with a line naming the
 //!   version the plugin needs and the one the host offers, and they are not
 //!   routes.
@@ -21,6 +21,16 @@ use support::Host;
 const COMPATIBLE: [&str; 2] = ["contract-v0-1-0", "contract-v0-1-9"];
 const INCOMPATIBLE: [(&str, &str); 2] =
     [("contract-v0-2-0", "0.2.0"), ("contract-v1-0-0", "1.0.0")];
+
+/// The version the host offers: the one `wit/ws-router.wit` declares.
+fn offered() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/ws-router.wit");
+    let wit = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    wit.lines()
+        .find_map(|l| l.strip_prefix("package ws-router:plugin@"))
+        .map(|v| v.trim_end_matches(';').trim().to_owned())
+        .unwrap_or_else(|| panic!("no package line in {path}"))
+}
 
 #[tokio::test]
 async fn compatible_versions_load_and_incompatible_ones_are_rejected_by_name() {
@@ -43,7 +53,8 @@ async fn compatible_versions_load_and_incompatible_ones_are_rejected_by_name() {
         );
         assert!(
             line.contains(&format!(
-                "the plugin needs ws-router:plugin/route@{needs}, this host offers ws-router:plugin/route@0.1.0"
+                "the plugin needs ws-router:plugin/route@{needs}, this host offers ws-router:plugin/route@{}",
+                offered()
             )),
             "names both versions: {line}"
         );

@@ -22,6 +22,8 @@ async fn python_news_route_serves_subscribe_updates_and_unsubscribe(host: &Host)
         .unwrap_or_else(|| panic!("news route not loaded: {routes}"));
     assert_eq!(news["version"], "0.1.0");
     assert_eq!(news["tags"], json!(["news"]));
+    // The SDK's default delivery policy, through the WIT `delivery` export.
+    assert_eq!(news["delivery"], "queue-all");
     // The schema derived from the Python dataclass, with its default.
     assert_eq!(
         news["request_schema"]["properties"]["language"]["default"],
@@ -120,6 +122,8 @@ async fn javascript_orderbook_route_serves_subscribe_updates_and_unsubscribe(hos
         .unwrap_or_else(|| panic!("orderbook route not loaded: {routes}"));
     assert_eq!(book["request_schema"]["required"], json!(["symbol"]));
     assert_eq!(book["request_schema"]["properties"]["depth"]["default"], 10);
+    // Declared with `delivery: "latest-value"` through the JS SDK.
+    assert_eq!(book["delivery"], "latest-value");
 
     let mut c = host.client().await;
     // Defaults applied; an integer sent for the float `tick` prints as a

@@ -107,12 +107,44 @@ pub struct Limits {
     /// Longest topic or key a plugin may return, in bytes.
     #[arg(long, env = "WS_ROUTER_MAX_TOPIC_BYTES", default_value_t = 1024)]
     pub max_topic_bytes: usize,
+
+    /// WebSocket connections served at once; more are closed with 1013.
+    #[arg(long, env = "WS_ROUTER_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Commands (text or binary messages) one connection may send per
+    /// second, with bursts of as many; more get an error reply, and a client
+    /// that keeps going is closed with 1008.
+    #[arg(long, env = "WS_ROUTER_COMMANDS_PER_SEC", default_value_t = 100)]
+    pub commands_per_sec: u32,
+
+    /// How often the host pings each client, in milliseconds.
+    #[arg(
+        long,
+        env = "WS_ROUTER_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 20_000
+    )]
+    pub heartbeat_interval_ms: u64,
+
+    /// How long a ping may go unanswered (no pong nor any other frame) before
+    /// the client is closed with 4000, in milliseconds. Also the longest a
+    /// write to a client may block.
+    #[arg(long, env = "WS_ROUTER_HEARTBEAT_TIMEOUT_MS", default_value_t = 20_000)]
+    pub heartbeat_timeout_ms: u64,
 }
 
 impl Limits {
     /// The plugin call deadline.
     pub fn plugin_deadline(&self) -> Duration {
         Duration::from_millis(self.plugin_deadline_ms)
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms.max(1))
+    }
+
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_timeout_ms.max(1))
     }
 }
 

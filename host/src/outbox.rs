@@ -6,8 +6,16 @@
 //! socket and flushes once. A push that would exceed the byte limit closes
 //! the connection instead of waiting: one slow client never delays the
 //! others, and the host's memory per connection stays bounded.
+//!
+//! Updates of "latest value" routes (quotes) are the exception: over the
+//! limit, a queued update is replaced by the newer one for the same topic
+//! (conflation), so a slow quotes client sees fewer, fresher updates instead
+//! of being disconnected. Its queue still cannot grow past twice the limit.
 
-use std::{collections::VecDeque, sync::Mutex};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+};
 
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::Notify;
@@ -16,7 +24,7 @@ use tokio::sync::Notify;
 pub type Frame = Utf8Bytes;
 
 /// Why a connection is being closed by the host. Codes are documented in
-/// the README ("Limits and close codes").
+/// docs/limits.md.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseReason {
     pub code: u16,
@@ -34,6 +42,36 @@ impl CloseReason {
         code: 1001,
         reason: "server shutting down",
     };
+    /// A text frame was not valid UTF-8.
+    pub const INVALID_UTF8: CloseReason = CloseReason {
+        code: 1007,
+        reason: "text frame is not valid UTF-8",
+    };
+    /// The client kept sending commands over its rate limit.
+    pub const RATE_LIMIT: CloseReason = CloseReason {
+        code: 1008,
+        reason: "too many commands: rate limit exceeded repeatedly",
+    };
+    /// An inbound message was larger than the frame limit.
+    pub const TOO_BIG: CloseReason = CloseReason {
+        code: 1009,
+        reason: "message too big",
+    };
+    /// The host serves as many connections as it is allowed to.
+    pub const TOO_MANY_CONNECTIONS: CloseReason = CloseReason {
+        code: 1013,
+        reason: "too many connections: try again later",
+    };
+    /// The client stopped answering pings.
+    pub const HEARTBEAT_TIMEOUT: CloseReason = CloseReason {
+        code: 4000,
+        reason: "heartbeat timeout: no pong received",
+    };
+    /// The connection ended for another reason (client closed, read error).
+    pub const NORMAL: CloseReason = CloseReason {
+        code: 1000,
+        reason: "",
+    };
 }
 
 /// Why a frame was not queued.
@@ -50,6 +88,11 @@ struct State {
     frames: VecDeque<Frame>,
     bytes: usize,
     closing: Option<CloseReason>,
+    /// Conflatable frames queued, by topic: index into `frames` of the
+    /// newest one. Cleared whenever `frames` is handed to the writer.
+    latest: HashMap<Arc<str>, usize>,
+    /// Updates replaced by newer ones since the connection opened.
+    conflated: u64,
 }
 
 pub struct Outbox {
@@ -71,25 +114,70 @@ impl Outbox {
     /// Queue a frame. Over the limit, the connection is closed as a slow
     /// consumer and the frame dropped.
     pub fn push(&self, frame: Frame) -> Result<(), PushError> {
+        self.push_update(frame, None)
+    }
+
+    /// Queue a frame; with `latest_of` (the subscription topic of a
+    /// latest-value route), over the limit it replaces the queued update of
+    /// the same topic instead of closing the connection.
+    pub fn push_update(&self, frame: Frame, latest_of: Option<&Arc<str>>) -> Result<(), PushError> {
         {
             let mut state = self.lock();
             if state.closing.is_some() {
                 return Err(PushError::Closed);
             }
             let len = frame.len();
-            if state.bytes + len > self.limit_bytes && !state.frames.is_empty() {
-                state.closing = Some(CloseReason::SLOW_CONSUMER);
-                state.frames.clear();
-                state.bytes = 0;
-                drop(state);
-                self.ready.notify_one();
-                return Err(PushError::Overflow);
+            let over = state.bytes + len > self.limit_bytes && !state.frames.is_empty();
+            if over {
+                let Some(topic) = latest_of else {
+                    self.overflow(state);
+                    return Err(PushError::Overflow);
+                };
+                if let Some(&i) = state.latest.get(topic) {
+                    // Replace in place: the client keeps its position in
+                    // the stream and gets the newest value.
+                    let old = std::mem::replace(&mut state.frames[i], frame);
+                    state.bytes = state.bytes - old.len() + len;
+                    state.conflated += 1;
+                    return Ok(());
+                }
+                // A topic not queued yet: allowed up to a hard cap, so that
+                // memory stays bounded even with many topics.
+                if state.bytes + len > self.limit_bytes.saturating_mul(2) {
+                    self.overflow(state);
+                    return Err(PushError::Overflow);
+                }
+            }
+            if let Some(topic) = latest_of {
+                let i = state.frames.len();
+                state.latest.insert(Arc::clone(topic), i);
             }
             state.bytes += len;
             state.frames.push_back(frame);
         }
         self.ready.notify_one();
         Ok(())
+    }
+
+    fn overflow(&self, mut state: std::sync::MutexGuard<'_, State>) {
+        // Logged here: the writer may be stuck on the full socket and only
+        // send the close frame once the client reads again.
+        tracing::info!(
+            code = CloseReason::SLOW_CONSUMER.code,
+            limit_bytes = self.limit_bytes,
+            "closing slow consumer: outbound queue full"
+        );
+        state.closing = Some(CloseReason::SLOW_CONSUMER);
+        state.frames.clear();
+        state.latest.clear();
+        state.bytes = 0;
+        drop(state);
+        self.ready.notify_one();
+    }
+
+    /// Updates replaced by newer ones (latest-value routes) so far.
+    pub fn conflated(&self) -> u64 {
+        self.lock().conflated
     }
 
     /// Ask the writer to close the connection with `reason` (after what is
@@ -117,6 +205,7 @@ impl Outbox {
                 let mut state = self.lock();
                 if !state.frames.is_empty() {
                     std::mem::swap(&mut state.frames, batch);
+                    state.latest.clear();
                     state.bytes = 0;
                     return None;
                 }
@@ -158,6 +247,33 @@ mod tests {
         assert_eq!(
             outbox.next_batch(&mut batch).await,
             Some(CloseReason::GOING_AWAY)
+        );
+    }
+
+    #[tokio::test]
+    async fn latest_value_replaces_queued_update_of_same_topic() {
+        let outbox = Outbox::new(10);
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        outbox.push_update("a1-------".into(), Some(&a)).unwrap();
+        outbox.push_update("a2-------".into(), Some(&a)).unwrap();
+        outbox.push_update("b1-------".into(), Some(&b)).unwrap();
+        outbox.push_update("b2-------".into(), Some(&b)).unwrap();
+        outbox.push_update("a3-------".into(), Some(&a)).unwrap();
+        assert_eq!(outbox.conflated(), 3);
+        let mut batch = VecDeque::new();
+        assert_eq!(outbox.next_batch(&mut batch).await, None);
+        assert_eq!(
+            batch.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
+            ["a3-------", "b2-------"]
+        );
+        // Past twice the limit even latest-value updates disconnect.
+        outbox.push_update("a4-------".into(), Some(&a)).unwrap();
+        outbox.push_update("b3-------".into(), Some(&b)).unwrap();
+        let c: Arc<str> = Arc::from("c");
+        assert_eq!(
+            outbox.push_update("c1-------".into(), Some(&c)),
+            Err(PushError::Overflow)
         );
     }
 

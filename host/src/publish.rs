@@ -153,9 +153,11 @@ impl Host {
                 route: route.clone(),
                 problems,
             })?;
-        let fan_out = self
-            .registry
-            .publish(&keys, &protocol::compact_json(update.data.get()));
+        let fan_out = self.registry.publish_with(
+            &keys,
+            &protocol::compact_json(update.data.get()),
+            plugin.delivery == crate::plugin::DeliveryPolicy::LatestValue,
+        );
         Ok(Delivery {
             route,
             topics: keys,

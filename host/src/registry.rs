@@ -339,14 +339,27 @@ impl Registry {
     /// Queue `data` (compact JSON) to every subscription reached by `keys`.
     /// A subscription reached by several of the keys receives it once.
     pub fn publish<K: AsRef<str>>(&self, keys: &[K], data: &str) -> FanOut {
+        self.publish_with(keys, data, false)
+    }
+
+    /// [`Registry::publish`]; with `latest_value`, a slow subscriber's queued
+    /// update of the same topic is replaced instead of the subscriber being
+    /// disconnected (the route's delivery policy).
+    pub fn publish_with<K: AsRef<str>>(
+        &self,
+        keys: &[K],
+        data: &str,
+        latest_value: bool,
+    ) -> FanOut {
         let mut out = FanOut::default();
         if let [key] = keys {
             let shard = self.read(key.as_ref());
             if let Some(entry) = shard.get(key.as_ref()) {
                 for (topic, group) in &entry.groups {
                     let frame = Frame::from(protocol::update_frame(&entry.route, topic, data));
+                    let latest = latest_value.then_some(topic);
                     for (_, outbox) in &group.members {
-                        deliver(outbox, &frame, &mut out);
+                        deliver(outbox, &frame, latest, &mut out);
                     }
                 }
             }
@@ -364,9 +377,10 @@ impl Registry {
                 let frame = frames.entry(Arc::clone(topic)).or_insert_with(|| {
                     Frame::from(protocol::update_frame(&entry.route, topic, data))
                 });
+                let latest = latest_value.then_some(topic);
                 for (conn, outbox) in &group.members {
                     if seen.insert((*conn, Arc::clone(topic))) {
-                        deliver(outbox, frame, &mut out);
+                        deliver(outbox, frame, latest, &mut out);
                     }
                 }
             }
@@ -437,8 +451,8 @@ impl Registry {
     }
 }
 
-fn deliver(outbox: &Outbox, frame: &Frame, out: &mut FanOut) {
-    match outbox.push(frame.clone()) {
+fn deliver(outbox: &Outbox, frame: &Frame, latest: Option<&Arc<str>>, out: &mut FanOut) {
+    match outbox.push_update(frame.clone(), latest) {
         Ok(()) => out.delivered += 1,
         Err(PushError::Overflow) => out.dropped += 1,
         Err(PushError::Closed) => {}

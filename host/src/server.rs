@@ -8,7 +8,7 @@ use std::{
     path::Path,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -47,6 +47,8 @@ pub struct Host {
     /// Set once, when the host starts shutting down.
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
+    /// WebSocket connections admitted and not yet closed (the limit's count).
+    open_connections: AtomicUsize,
 }
 
 impl Host {
@@ -71,6 +73,7 @@ impl Host {
             connections: Connections::default(),
             shutdown: watch::Sender::new(false),
             next_conn: AtomicU64::new(1),
+            open_connections: AtomicUsize::new(0),
         }))
     }
 
@@ -129,7 +132,26 @@ impl Host {
                 host.shutdown.send_replace(true);
             })
             .await?;
+        // Upgraded connections outlive the HTTP server: wait until every
+        // client got its 1001 and is gone (bounded, in case one hangs).
+        let started = std::time::Instant::now();
+        while self.open_connections() > 0 && started.elapsed() < std::time::Duration::from_secs(5) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         Ok(())
+    }
+
+    /// WebSocket connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.open_connections.load(Ordering::Relaxed)
+    }
+
+    /// Count a new connection, unless the limit is reached.
+    pub(crate) fn admit(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        let max = self.config.limits.max_connections;
+        let before = self.open_connections.fetch_add(1, Ordering::AcqRel);
+        let slot = ConnectionSlot(Arc::clone(self));
+        (before < max).then_some(slot)
     }
 
     pub(crate) fn next_conn_id(&self) -> ConnId {
@@ -143,6 +165,15 @@ impl Host {
     /// Whether publishing to `topic` would reach anyone.
     pub fn has_subscribers(&self, topic: &str) -> bool {
         self.registry.has_subscribers(topic)
+    }
+}
+
+/// One counted connection; uncounted when dropped.
+pub(crate) struct ConnectionSlot(Arc<Host>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -175,6 +206,9 @@ async fn subscribers(
 struct RouteView<'a> {
     #[serde(flatten)]
     info: &'a crate::plugin::RouteInfo,
+    delivery: crate::plugin::DeliveryPolicy,
+    /// Plugin calls that trapped, timed out or returned invalid output.
+    failures: u64,
     request_schema: &'a serde_json::Value,
     data_schema: &'a serde_json::Value,
 }
@@ -186,6 +220,8 @@ async fn routes(State(host): State<Arc<Host>>) -> Json<serde_json::Value> {
         .values()
         .map(|p| RouteView {
             info: &p.info,
+            delivery: p.delivery,
+            failures: p.failures(),
             request_schema: &p.request_schema,
             data_schema: &p.data_schema,
         })

@@ -2,7 +2,7 @@
 // symbol. Build: `just build-plugins` (or, from the repository root,
 // `node sdk/js/build.mjs plugins/orderbook/index.js plugins/orderbook.wasm`).
 
-import { defineRoute, InvalidRequest, t } from "../../sdk/js/ws-router.js";
+import { defineRoute, deliveryOf, InvalidRequest, t } from "../../sdk/js/ws-router.js";
 
 const OrderbookSubscriptionRequest = t.object(
   {
@@ -30,6 +30,7 @@ export const route = defineRoute({
   description:
     "Order book snapshots of one symbol. Subscribe with a symbol, a depth and a tick size; each update is a snapshot of the top levels.",
   tags: ["datafeed"],
+  delivery: "latest-value",
   request: OrderbookSubscriptionRequest,
   data: OrderbookSnapshot,
   // The topic is the default (canonical) one and so is the key. One rule
@@ -41,3 +42,8 @@ export const route = defineRoute({
     return [topic];
   },
 });
+
+// How slow clients are treated: each update is a whole snapshot, so a
+// client that cannot keep up is sent the newest book instead of being
+// disconnected (`delivery: "latest-value"` above).
+export const delivery = deliveryOf(route);

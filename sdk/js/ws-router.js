@@ -304,6 +304,10 @@ export class InvalidRequest extends Error {
  */
 export function defineRoute(spec) {
   const { name, version = "0.1.0", description = "", tags = [], request, data } = spec;
+  const delivery = spec.delivery ?? "queue-all";
+  if (delivery !== "queue-all" && delivery !== "latest-value") {
+    throw new TypeError(`delivery must be "queue-all" or "latest-value", not ${JSON.stringify(delivery)}`);
+  }
   const topicOf = spec.topic ?? ((req) => defaultTopic(name, req));
   const keysOf = spec.keys ?? ((_req, topic) => [topic]);
   const requestSchema = JSON.stringify({ $schema: JSON_SCHEMA, ...request });
@@ -312,6 +316,7 @@ export function defineRoute(spec) {
     info: () => ({ name, version, description, tags: [...tags] }),
     requestSchema: () => requestSchema,
     dataSchema: () => dataSchema,
+    deliveryPolicy: () => delivery,
     topics(text) {
       try {
         const req = readRequest(request, parseJson(text));
@@ -325,4 +330,16 @@ export function defineRoute(spec) {
       }
     },
   };
+}
+
+/**
+ * The `ws-router:plugin/delivery` export of a route made by `defineRoute`:
+ * what the host does when a client cannot keep up ("queue-all": disconnect
+ * it with close code 4008; "latest-value": replace its queued update of a
+ * topic by the newer one). Export it beside the route:
+ *
+ *     export const delivery = deliveryOf(route);
+ */
+export function deliveryOf(route) {
+  return { deliveryPolicy: () => route.deliveryPolicy() };
 }

@@ -28,7 +28,7 @@ pub fn root() -> PathBuf {
 /// A built plugin, by file stem: `plugins/<name>.wasm`, or a test plugin in
 /// `target/test-plugins/<name>.wasm`.
 pub fn plugin(name: &str) -> PathBuf {
-    for dir in ["plugins", "target/test-plugins"] {
+    for dir in ["plugins", "target/test-plugins", "tests/fixtures"] {
         let path = root().join(dir).join(format!("{name}.wasm"));
         if path.exists() {
             return path;
@@ -278,6 +278,25 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("WebSocket connect");
+        Client { ws }
+    }
+
+    /// Connect with a small, fixed socket receive buffer (no autotuning), so
+    /// that a client that stops reading pushes back on the host quickly.
+    pub async fn connect_with_recv_buffer(url: &str, bytes: u32) -> Client {
+        let addr = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .expect("host:port")
+            .parse()
+            .expect("socket address");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let stream = socket.connect(addr).await.expect("TCP connect");
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("WebSocket handshake");
         Client { ws }
     }
 

@@ -9,7 +9,7 @@ use std::{
 
 use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, UpdateDeadline, component::Linker};
 
-use super::{CallError, Instance, PluginState, bindings::RoutePluginPre};
+use super::{CallError, Instance, PluginState, bindings::RoutePluginPre, output::PluginOutput};
 use crate::config::Limits;
 
 /// Idle instances kept per plugin.
@@ -80,13 +80,17 @@ impl PluginEngine {
     }
 
     /// A fresh store with the plugin sandbox and memory cap.
-    fn store(&self) -> Store<PluginState> {
+    /// No preopened directories, no environment, no arguments, no sockets:
+    /// only stdout and stderr, which go to the log.
+    pub(crate) fn store(&self, output: &Arc<PluginOutput>) -> Store<PluginState> {
         let limits = &self.inner.limits;
         let state = PluginState {
             wasi: wasmtime_wasi::WasiCtxBuilder::new()
                 .allow_tcp(false)
                 .allow_udp(false)
                 .allow_ip_name_lookup(false)
+                .stdout(output.stream("stdout"))
+                .stderr(output.stream("stderr"))
                 .build(),
             table: wasmtime::component::ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
@@ -121,8 +125,9 @@ impl PluginEngine {
     pub(crate) async fn instantiate(
         &self,
         pre: &RoutePluginPre<PluginState>,
+        output: &Arc<PluginOutput>,
     ) -> wasmtime::Result<Instance> {
-        let mut store = self.store();
+        let mut store = self.store(output);
         self.arm(&mut store);
         let bindings = pre.instantiate_async(&mut store).await?;
         Ok(Instance { store, bindings })

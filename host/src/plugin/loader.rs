@@ -13,13 +13,18 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use super::{
-    CONTRACT_VERSION, CompileInfo, Instance, Plugin, PluginEngine, RouteInfo,
+    CONTRACT_VERSION, CompileInfo, DeliveryPolicy, Instance, Plugin, PluginEngine, PluginState,
+    RouteInfo,
     bindings::RoutePluginPre,
     cache::{ArtifactCache, Lookup},
+    output::PluginOutput,
 };
 
 /// The interface every route plugin exports, without its version.
 const ROUTE_INTERFACE: &str = "ws-router:plugin/route";
+/// The optional interface declaring the delivery policy (since 0.1.1). The
+/// lookup matches any semver-compatible version the plugin exports.
+const DELIVERY_INTERFACE: &str = "ws-router:plugin/delivery@0.1.1";
 
 /// Why a file was not loaded. Each names the reason in one line.
 #[derive(Debug, thiserror::Error)]
@@ -72,12 +77,21 @@ impl PluginEngine {
             .linker()
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let output = PluginOutput::new(&name);
+        let delivery = self.ask_delivery(&instance_pre, &output).await?;
         let pre =
             RoutePluginPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let mut instance = self.instantiate(&pre).await.map_err(|e| LoadError::Trap {
-            call: "instantiate",
-            message: format!("{e:#}"),
-        })?;
+        let mut instance = self
+            .instantiate(&pre, &output)
+            .await
+            .map_err(|e| LoadError::Trap {
+                call: "instantiate",
+                message: format!("{e:#}"),
+            })?;
 
         let info = self.ask_info(&mut instance).await?;
         let (request_schema, request_validator) = self.ask_schema(&mut instance, "request").await?;
@@ -85,6 +99,7 @@ impl PluginEngine {
 
         Ok(Plugin {
             route: Arc::from(info.name.as_str()),
+            delivery,
             info,
             request_schema,
             data_schema,
@@ -96,6 +111,7 @@ impl PluginEngine {
             pre,
             engine: self.clone(),
             idle: Mutex::new(vec![instance]),
+            output,
             failures: AtomicU64::new(0),
             compile,
         })
@@ -178,6 +194,44 @@ impl PluginEngine {
             } else {
                 exports.join(", ")
             })),
+        }
+    }
+
+    /// The route's delivery policy, from the optional `delivery` interface
+    /// (probed by name: plugins built against 0.1.0 do not export it).
+    async fn ask_delivery(
+        &self,
+        pre: &wasmtime::component::InstancePre<PluginState>,
+        output: &std::sync::Arc<PluginOutput>,
+    ) -> Result<DeliveryPolicy, LoadError> {
+        use wasmtime::component::Val;
+        let trap = |message: String| LoadError::Trap {
+            call: "delivery-policy",
+            message,
+        };
+        let mut store = self.store(output);
+        self.arm(&mut store);
+        let instance = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| trap(format!("instantiate: {e:#}")))?;
+        let Some(iface) = instance.get_export_index(&mut store, None, DELIVERY_INTERFACE) else {
+            return Ok(DeliveryPolicy::QueueAll);
+        };
+        let func = instance
+            .get_export_index(&mut store, Some(&iface), "delivery-policy")
+            .and_then(|f| instance.get_func(&mut store, f))
+            .ok_or_else(|| {
+                trap("the delivery interface has no delivery-policy function".to_owned())
+            })?;
+        let mut results = [Val::Bool(false)];
+        func.call_async(&mut store, &[], &mut results)
+            .await
+            .map_err(|e| trap(format!("{e:#}")))?;
+        match &results[0] {
+            Val::Enum(case) if case == "queue-all" => Ok(DeliveryPolicy::QueueAll),
+            Val::Enum(case) if case == "latest-value" => Ok(DeliveryPolicy::LatestValue),
+            other => Err(trap(format!("unexpected delivery policy {other:?}"))),
         }
     }
 

@@ -405,6 +405,7 @@ fn log_live(plugin: &Plugin, changed_at: Option<Instant>) {
     tracing::info!(
         route = %plugin.info.name,
         version = %plugin.info.version,
+        delivery = ?plugin.delivery,
         file = %plugin.file.display(),
         sha256 = %&plugin.sha256[..12],
         cached = plugin.compile.cached,

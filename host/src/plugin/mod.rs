@@ -13,6 +13,7 @@ pub mod cache;
 pub mod engine;
 pub mod loader;
 pub mod manager;
+pub mod output;
 
 use std::{
     sync::{
@@ -34,15 +35,30 @@ use crate::{config::Limits, protocol::Problem};
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "route-plugin",
+        // The required part of the contract only: `delivery` is optional
+        // and probed by name at load (see `loader`).
+        world: "route-plugin-core",
         exports: { default: async },
     });
+    pub use RoutePluginCore as RoutePlugin;
+    pub use RoutePluginCorePre as RoutePluginPre;
 }
 
 use bindings::{RoutePlugin, RoutePluginPre, exports::ws_router::plugin::route as wit};
 
 /// The version of the `ws-router:plugin` package this host implements.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.1.1";
+
+/// How a route's updates reach a client that cannot keep up (the optional
+/// WIT `delivery` interface; `QueueAll` when the plugin does not export it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryPolicy {
+    /// Disconnect the slow client (close code 4008).
+    QueueAll,
+    /// Replace queued updates by newer ones of the same topic.
+    LatestValue,
+}
 
 /// A route's identity, as its plugin reports it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -110,11 +126,15 @@ pub struct Plugin {
     pub loaded_at: SystemTime,
     /// The route name as shared by registry entries and frames.
     pub route: Arc<str>,
+    /// What happens to slow clients of this route.
+    pub delivery: DeliveryPolicy,
     request_validator: jsonschema::Validator,
     data_validator: jsonschema::Validator,
     pre: RoutePluginPre<PluginState>,
     engine: PluginEngine,
     idle: Mutex<Vec<Instance>>,
+    /// Where the plugin's stdout and stderr go.
+    output: Arc<output::PluginOutput>,
     /// Calls that trapped, timed out or returned invalid output.
     failures: AtomicU64,
     /// How its machine code was obtained.
@@ -249,11 +269,15 @@ impl Plugin {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match idle {
             Some(instance) => Ok(instance),
-            None => self.engine.instantiate(&self.pre).await.map_err(|e| {
-                let err = CallError::Trap(format!("instantiate: {e:#}"));
-                self.record_failure(&err);
-                err
-            }),
+            None => self
+                .engine
+                .instantiate(&self.pre, &self.output)
+                .await
+                .map_err(|e| {
+                    let err = CallError::Trap(format!("instantiate: {e:#}"));
+                    self.record_failure(&err);
+                    err
+                }),
         }
     }
 

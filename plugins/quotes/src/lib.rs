@@ -71,6 +71,8 @@ pub struct Quotes;
 impl Route for Quotes {
     const NAME: &'static str = "quotes";
     const TAGS: &'static [&'static str] = &["datafeed"];
+    /// A slow client wants the current quote, not a backlog.
+    const DELIVERY: Delivery = Delivery::LatestValue;
     type Request = QuoteDataSubscriptionRequest;
     type Data = QuoteData;
 

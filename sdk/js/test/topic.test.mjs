@@ -9,6 +9,7 @@ import {
   compareCodePoints,
   defaultTopic,
   defineRoute,
+  deliveryOf,
   float,
   InvalidRequest,
   parseJson,
@@ -80,4 +81,14 @@ test("topics: defaults applied, unknown fields dropped, numbers made floats", ()
   });
   assert.throws(() => route.topics('{"symbol":"BAD"}'), (e) => e.payload.tag === "invalid-request" && e.payload.val === "no BAD");
   assert.throws(() => route.topics('{"symbol":"BUG"}'), (e) => e.payload.tag === "internal" && !e.payload.val.includes("secret"));
+});
+
+test("delivery policy: queue-all by default, latest-value on request, nothing else", () => {
+  assert.equal(deliveryOf(route).deliveryPolicy(), "queue-all");
+  const latest = defineRoute({ name: "q", delivery: "latest-value", request: t.object({}), data: t.object({}) });
+  assert.equal(deliveryOf(latest).deliveryPolicy(), "latest-value");
+  assert.throws(
+    () => defineRoute({ name: "q", delivery: "latest", request: t.object({}), data: t.object({}) }),
+    /delivery must be "queue-all" or "latest-value"/,
+  );
 });

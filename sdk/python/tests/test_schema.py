@@ -112,6 +112,16 @@ class Export(unittest.TestCase):
 
         self.assertIs(ws_router.export(Book), Book)
 
+    def test_delivery_must_be_a_known_policy(self):
+        class Book(ws_router.Route):
+            name = "book"
+            Request = Request
+            Data = Tick
+            delivery = "latest"
+
+        with self.assertRaisesRegex(ValueError, "queue-all"):
+            ws_router.export(Book)
+
 
 if __name__ == "__main__":
     unittest.main()

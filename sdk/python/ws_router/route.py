@@ -2,6 +2,7 @@
 the glue that exports it as the plugin's ``ws-router:plugin/route``."""
 
 import json
+import sys
 from typing import Any, ClassVar, Sequence
 
 from .schema import InvalidRequest, from_json, json_schema, to_json
@@ -24,6 +25,10 @@ class Route:
     Request: ClassVar[type]
     #: What updates carry: a dataclass or TypedDict.
     Data: ClassVar[type]
+    #: What the host does when a client cannot keep up: ``"queue-all"``
+    #: (disconnect it, close code 4008) or ``"latest-value"`` (replace its
+    #: queued update of a topic by the newer one).
+    delivery: ClassVar[str] = "queue-all"
 
     def topic(self, request: Any) -> str:
         """The name of the subscription, sent back to the client. Keep the
@@ -53,14 +58,22 @@ def export(route_class: type[Route]) -> type:
     """The class componentize-py exports as ``ws-router:plugin/route``.
 
     Assign it to the name ``Route`` in the app module given to
-    ``componentize-py componentize``.
+    ``componentize-py componentize``. It also puts the
+    ``ws-router:plugin/delivery`` export (named ``Delivery``, declaring
+    ``route_class.delivery``) into the module that defines the route.
     """
+    if route_class.delivery not in ("queue-all", "latest-value"):
+        raise ValueError(
+            f"{route_class.__name__}.delivery must be 'queue-all' or 'latest-value', "
+            f"not {route_class.delivery!r}"
+        )
     # The bindings exist only inside componentize-py's build. In plain
     # CPython (unit tests of a route) the app module still imports: it gets
     # the route class back, which has everything but the WIT glue.
     try:
         from componentize_py_types import Err
         from wit_world import exports
+        from wit_world.exports import delivery as wit_delivery
         from wit_world.exports import route as wit
     except ImportError:
         return route_class
@@ -94,5 +107,21 @@ def export(route_class: type[Route]) -> type:
                 raise Err(wit.TopicError_Internal(f"route {route.name} failed ({type(e).__name__})"))
             return wit.Subscription(topic=topic, keys=keys)
 
+    policy = (
+        wit_delivery.Policy.LATEST_VALUE
+        if route.delivery == "latest-value"
+        else wit_delivery.Policy.QUEUE_ALL
+    )
+
+    class _Delivery(exports.Delivery):
+        def delivery_policy(self) -> "wit_delivery.Policy":
+            return policy
+
     _Route.__name__ = "Route"
+    _Delivery.__name__ = "Delivery"
+    # componentize-py looks the export up by name in the app module; setting
+    # it here keeps a route's app.py to the one `Route = export(...)` line.
+    module = sys.modules.get(route_class.__module__)
+    if module is not None and not hasattr(module, "Delivery"):
+        module.Delivery = _Delivery
     return _Route

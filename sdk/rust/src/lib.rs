@@ -54,7 +54,7 @@ pub use serde_json;
 
 /// Everything a route file needs.
 pub mod prelude {
-    pub use crate::{JsonSchema, Route, TopicError, topic::default_topic};
+    pub use crate::{Delivery, JsonSchema, Route, TopicError, topic::default_topic};
     pub use serde::{Deserialize, Serialize};
 }
 
@@ -67,12 +67,25 @@ pub enum TopicError {
     Internal(String),
 }
 
+/// How the host treats a client that cannot keep up with this route's
+/// updates (the WIT `delivery` interface).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every update matters: a client whose queue is full is disconnected.
+    QueueAll,
+    /// Only the newest value per topic matters: queued updates are replaced
+    /// by newer ones for the same topic and the client stays connected.
+    LatestValue,
+}
+
 /// A route: its name, its models and how its requests map to topics.
 pub trait Route {
     /// The name clients use in frame types: `<NAME>.subscribe`.
     const NAME: &'static str;
     /// Groups routes in the generated documentation.
     const TAGS: &'static [&'static str] = &[];
+    /// What happens to a client that cannot keep up (see [`Delivery`]).
+    const DELIVERY: Delivery = Delivery::QueueAll;
 
     /// What a client sends to subscribe. Defaults (`#[serde(default)]`) are
     /// applied before the topic is built; unknown fields are ignored.
@@ -126,6 +139,14 @@ pub mod __private {
         serde_json::to_string(&schema).unwrap_or_else(|_| "{}".to_owned())
     }
 
+    pub fn delivery<R: Route>() -> crate::bindings::exports::ws_router::plugin::delivery::Policy {
+        use crate::bindings::exports::ws_router::plugin::delivery::Policy;
+        match R::DELIVERY {
+            Delivery::QueueAll => Policy::QueueAll,
+            Delivery::LatestValue => Policy::LatestValue,
+        }
+    }
+
     pub fn topics<R: Route>(request: String) -> Result<wit::Subscription, wit::TopicError> {
         let convert = |e: TopicError| match e {
             TopicError::InvalidRequest(m) => wit::TopicError::InvalidRequest(m),
@@ -139,7 +160,8 @@ pub mod __private {
     }
 }
 
-/// Export a [`Route`] as the plugin's `ws-router:plugin/route` interface.
+/// Export a [`Route`] as the plugin's `ws-router:plugin/route` interface
+/// (and `ws-router:plugin/delivery`, declaring [`Route::DELIVERY`]).
 /// Use it once per plugin crate.
 #[macro_export]
 macro_rules! export_route {
@@ -162,6 +184,12 @@ macro_rules! export_route {
                 }
                 fn topics(request: String) -> Result<__wit::Subscription, __wit::TopicError> {
                     $crate::__private::topics::<$route>(request)
+                }
+            }
+            impl $crate::bindings::exports::ws_router::plugin::delivery::Guest for __RoutePlugin {
+                fn delivery_policy()
+                -> $crate::bindings::exports::ws_router::plugin::delivery::Policy {
+                    $crate::__private::delivery::<$route>()
                 }
             }
     $crate::bindings::__export_route_plugin!(__RoutePlugin with_types_in $crate::bindings);

@@ -3,7 +3,7 @@
 
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "route-plugin",
+    world: "route-plugin-core",
 });
 
 use exports::ws_router::plugin::route::{Guest, RouteInfo, Subscription, TopicError};
