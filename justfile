@@ -79,7 +79,8 @@ bench-smoke:
     #!/usr/bin/env bash
     set -euo pipefail
     cargo build -q -p ws-router-host -p bench --bins
-    cargo test -q -p bench --bins
+    # Unit tests, and each criterion benchmark run once (test mode).
+    cargo test -q -p bench --all-targets
     dir=$(mktemp -d)
     cp plugins/{bars,quotes,trades}.wasm "$dir"/
     port=$((20000 + RANDOM % 20000))
@@ -126,7 +127,7 @@ test-browser: browser-deps
 # Format and lint.
 lint:
     cargo fmt --all --check
-    cargo clippy --all-targets -- -D warnings
+    cargo clippy --all-targets -p ws-router-host -p ws-router-sdk -p bench -- -D warnings
 
 # See BENCHMARKS.md; sizes and subsets: BENCH_* variables in bench/run.sh.
 # Benchmark ws-router against bare Rust, Node ws and FastAPI/fastws; print the tables.

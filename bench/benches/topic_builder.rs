@@ -22,7 +22,7 @@ fn topic_builder(c: &mut Criterion) {
     let limits = Limits::default();
     let plugin = runtime.block_on(async {
         let engine = PluginEngine::new(&limits).expect("engine");
-        engine.load(&wasm).await.expect("load bars.wasm")
+        engine.load(&wasm, None).await.expect("load bars.wasm")
     });
     let request = r#"{"symbol":"AAPL","resolution":"5"}"#;
     c.bench_function("bars_topics", |b| {
