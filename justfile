@@ -69,7 +69,7 @@ build-test-plugins:
     for d in "${dirs[@]}"; do n=$(basename "$d"); cp "{{plugin_target}}/${n//-/_}.wasm" "target/test-plugins/$n.wasm"; done
 
 # Run every test.
-test: build-plugins build-test-plugins test-sdks && test-browser
+test: lint build-plugins build-test-plugins test-sdks && test-browser
     cargo test
     just bench-smoke
 

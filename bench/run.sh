@@ -81,7 +81,8 @@ start() {
         rm -rf "$work/plugins" && mkdir -p "$work/plugins"
         for p in "$@"; do cp "plugins/$p.wasm" "$work/plugins/"; done
         RUST_LOG=warn target/release/ws-router-host --listen 127.0.0.1:$port \
-            --plugins "$work/plugins" --no-demo-feed >"$work/host.log" 2>&1 &
+            --plugins "$work/plugins" --no-demo-feed \
+            --max-connections 100000 --commands-per-sec 100000 >"$work/host.log" 2>&1 &
         ;;
     fastapi-fastws)
         port=8101
