@@ -193,15 +193,8 @@ async fn run(socket: WebSocket, host: Arc<Host>, _slot: ConnectionSlot) {
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                         Some(Ok(Message::Close(_))) | None => break,
                         Some(Err(e)) => {
-                            // The protocol layer refused the frame; tell the
-                            // client why with the standard code.
-                            let text = e.to_string();
-                            tracing::debug!(error = %text, "read failed");
-                            if text.contains("UTF-8") || text.contains("utf-8") || text.contains("Utf8") {
-                                end = CloseReason::INVALID_UTF8;
-                            } else if text.contains("too long") || text.contains("Space limit") || text.contains("too big") {
-                                end = CloseReason::TOO_BIG;
-                            }
+                            tracing::debug!(error = %e, "read failed");
+                            end = read_error_close(e);
                             break;
                         }
                     }
@@ -224,6 +217,17 @@ async fn run(socket: WebSocket, host: Arc<Host>, _slot: ConnectionSlot) {
     }
     .instrument(span)
     .await
+}
+
+/// The protocol layer refused what the client sent: tell the client why
+/// with the standard code.
+fn read_error_close(e: axum::Error) -> CloseReason {
+    use tungstenite::error::Error;
+    match e.into_inner().downcast::<Error>().map(|e| *e) {
+        Ok(Error::Utf8(_)) => CloseReason::INVALID_UTF8,
+        Ok(Error::Capacity(_)) => CloseReason::TOO_BIG,
+        _ => CloseReason::NORMAL,
+    }
 }
 
 struct Heartbeat {
