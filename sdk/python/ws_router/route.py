@@ -58,9 +58,9 @@ def export(route_class: type[Route]) -> type:
     """The class componentize-py exports as ``ws-router:plugin/route``.
 
     Assign it to the name ``Route`` in the app module given to
-    ``componentize-py componentize``. It also puts the
-    ``ws-router:plugin/delivery`` export (named ``Delivery``, declaring
-    ``route_class.delivery``) into the module that defines the route.
+    ``componentize-py componentize``. It also defines ``Delivery`` there
+    (the ``ws-router:plugin/delivery`` export, declaring
+    ``route_class.delivery``).
     """
     if route_class.delivery not in ("queue-all", "latest-value"):
         raise ValueError(
@@ -119,9 +119,8 @@ def export(route_class: type[Route]) -> type:
 
     _Route.__name__ = "Route"
     _Delivery.__name__ = "Delivery"
-    # componentize-py looks the export up by name in the app module; setting
-    # it here keeps a route's app.py to the one `Route = export(...)` line.
-    module = sys.modules.get(route_class.__module__)
-    if module is not None and not hasattr(module, "Delivery"):
-        module.Delivery = _Delivery
+    # componentize-py looks the exports up by name in the app module: the
+    # module calling `Route = export(...)`. Defining `Delivery` there keeps a
+    # route's app.py to that one line (an app that defines its own wins).
+    sys._getframe(1).f_globals.setdefault("Delivery", _Delivery)
     return _Route
