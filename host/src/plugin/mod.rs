@@ -24,6 +24,7 @@ use std::{
 };
 
 use serde_json::Value;
+use tracing::Instrument;
 use wasmtime::Store;
 
 pub use engine::PluginEngine;
@@ -236,11 +237,13 @@ impl Plugin {
         let mut instance = self.checkout().await?;
         let deadline = self.engine.arm(&mut instance.store);
         let span = tracing::trace_span!("plugin_call", route = %self.info.name, call = "topics");
-        let _enter = span.enter();
+        // Instrumented rather than entered: the call is awaited, and a span
+        // entered across an await would tag whatever runs while it waits.
         let result = instance
             .bindings
             .ws_router_plugin_route()
             .call_topics(&mut instance.store, request)
+            .instrument(span)
             .await;
         match result {
             Ok(answer) => {
