@@ -17,6 +17,11 @@ pub struct Config {
     #[arg(long, env = "WS_ROUTER_LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
 
+    /// Connections the kernel may queue before the host accepts them (the
+    /// listen backlog; the kernel caps it at `net.core.somaxconn`).
+    #[arg(long, env = "WS_ROUTER_LISTEN_BACKLOG", default_value_t = 4096)]
+    pub listen_backlog: u32,
+
     /// Directory whose `*.wasm` files are the route plugins.
     #[arg(long, env = "WS_ROUTER_PLUGINS", default_value = "plugins")]
     pub plugins: PathBuf,

@@ -60,8 +60,7 @@ async fn main() -> anyhow::Result<()> {
     let loaded = host.load_plugin_dir(&config.plugins).await?;
     tracing::info!(routes = loaded, dir = %config.plugins.display(), "plugins loaded");
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = ws_router_host::server::bind(config.listen, config.listen_backlog)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(
         "listening on http://{} (WebSocket at /api/v1/ws)",

@@ -168,6 +168,22 @@ impl Host {
     }
 }
 
+/// Listen on `addr` with room for `backlog` connections not yet accepted.
+///
+/// `TcpListener::bind` queues only 128: a burst of connecting clients
+/// overflowed it, and each dropped one waited a SYN retransmission (1 s).
+pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // A restarted host can listen again at once, despite TIME_WAIT sockets.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 /// One counted connection; uncounted when dropped.
 pub(crate) struct ConnectionSlot(Arc<Host>);
 

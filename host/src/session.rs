@@ -182,7 +182,10 @@ async fn run(socket: WebSocket, host: Arc<Host>, _slot: ConnectionSlot) {
                     match message {
                         Some(Ok(Message::Text(text))) => {
                             if session.admit() {
-                                session.handle_text(&text).await;
+                                // Boxed: a command's future (a plugin call
+                                // among it) is large and short-lived; inline,
+                                // every idle connection would carry its size.
+                                Box::pin(session.handle_text(&text)).await;
                             }
                         }
                         Some(Ok(Message::Binary(_))) => {
@@ -292,7 +295,9 @@ async fn write_loop(
             }
             sink.flush().await
         };
-        match tokio::time::timeout(write_timeout, write).await {
+        // Boxed for the same reason as a command: only a connection that is
+        // being written to needs this future's memory.
+        match Box::pin(tokio::time::timeout(write_timeout, write)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return,
             Err(_) => {

@@ -52,9 +52,22 @@ fn main() -> anyhow::Result<()> {
             .route("/api/v1/ws", get(upgrade))
             .route("/api/v1/publish", post(publish))
             .with_state(hub);
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
+        let addr: std::net::SocketAddr = addr
+            .parse()
+            .with_context(|| format!("bad address {addr}"))?;
+        // The host's listen backlog (4096; `TcpListener::bind` gives 128), so
+        // bursts of connects compare fairly. Not shared with the host: the
+        // ceiling depends on nothing of it.
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket
+            .bind(addr)
             .with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = socket.listen(4096)?;
         println!("listening on {addr}");
         // The same socket settings as the host: TCP_NODELAY on every accepted socket.
         let listener = listener.tap_io(|tcp| {
