@@ -188,3 +188,14 @@ async fn demo_feed_delivers_a_bars_update_to_a_fresh_client_within_a_second() {
     assert_eq!(update["payload"]["topic"], BARS_TOPIC);
     assert!(update["payload"]["payload"]["close"].as_f64().unwrap() > 0.0);
 }
+
+#[tokio::test]
+async fn a_fresh_host_sends_nothing_unasked() {
+    // The routes loaded at start are not news: no `routes.changed` may
+    // arrive in the middle of a client's first exchange.
+    let host = Host::start();
+    let mut c = host.client().await;
+    c.expect_silence(Duration::from_millis(300)).await;
+    let reply = c.subscribe("bars", json!({"symbol": "AAPL"})).await;
+    assert_eq!(reply["topic"], BARS_TOPIC);
+}

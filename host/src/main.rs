@@ -59,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
     host.watch_plugins();
     let loaded = host.load_plugin_dir(&config.plugins).await?;
     tracing::info!(routes = loaded, dir = %config.plugins.display(), "plugins loaded");
+    host.announce_route_changes();
 
     let listener = ws_router_host::server::bind(config.listen, config.listen_backlog)
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -85,13 +85,23 @@ impl Host {
         self.plugins.load_dir(self, dir).await
     }
 
-    /// Follow the plugins directory (see [`crate::watcher`]) and tell
-    /// clients when the routes change.
+    /// Follow the plugins directory (see [`crate::watcher`]).
     pub fn watch_plugins(self: &Arc<Self>) {
-        tokio::spawn(crate::plugin::manager::announce_changes(Arc::clone(self)));
         if self.config.watch_enabled() {
             crate::watcher::spawn(Arc::clone(self), self.config.plugins.clone());
         }
+    }
+
+    /// Tell connected clients whenever the routes change from now on. Call
+    /// it after the initial load: the routes a client finds on connecting
+    /// are not news, and a late announcement of them would arrive in the
+    /// middle of its first exchange.
+    pub fn announce_route_changes(self: &Arc<Self>) {
+        let changes = self.routes.subscribe_changes();
+        tokio::spawn(crate::plugin::manager::announce_changes(
+            Arc::clone(self),
+            changes,
+        ));
     }
 
     /// The whole HTTP API.

@@ -444,8 +444,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Send `routes.changed` to every client whenever the route table changes.
-pub async fn announce_changes(host: Arc<Host>) {
-    let mut changes = host.routes.subscribe_changes();
+pub async fn announce_changes(host: Arc<Host>, mut changes: tokio::sync::watch::Receiver<u64>) {
     while changes.changed().await.is_ok() {
         let table = host.routes.snapshot();
         let routes: Vec<(&str, &str)> = table
