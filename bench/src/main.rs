@@ -251,6 +251,15 @@ async fn open(
     Ok(sorted.into_iter().flatten().collect())
 }
 
+/// One task per connection, reading its updates into `stats`.
+fn spawn_readers(conns: Vec<Opened>, stats: &Arc<Stats>) -> Vec<JoinHandle<()>> {
+    conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, (ws, _))| tokio::spawn(conn::read_updates(ws, i, Arc::clone(stats))))
+        .collect()
+}
+
 fn bars_request(symbol: &str) -> String {
     format!(r#"{{"symbol":"{symbol}"}}"#)
 }
@@ -286,11 +295,7 @@ async fn fanout(a: &FanoutArgs) -> anyhow::Result<Map<String, Value>> {
         .filter_map(|(name, subs)| Some((serde_json::to_string(&name?).ok()?, subs)))
         .collect();
     let stats = Stats::new();
-    let readers: Vec<JoinHandle<()>> = conns
-        .into_iter()
-        .enumerate()
-        .map(|(i, (ws, _))| tokio::spawn(conn::read_updates(ws, i, Arc::clone(&stats))))
-        .collect();
+    let readers = spawn_readers(conns, &stats);
 
     let mut publisher = Publisher::new(&a.publish, targets, a.size)?;
     let mut record = Map::new();
@@ -621,11 +626,7 @@ async fn idle(a: &IdleArgs) -> anyhow::Result<Map<String, Value>> {
     })
     .await?;
     let stats = Stats::new();
-    let readers: Vec<JoinHandle<()>> = conns
-        .into_iter()
-        .enumerate()
-        .map(|(i, (ws, _))| tokio::spawn(conn::read_updates(ws, i, Arc::clone(&stats))))
-        .collect();
+    let readers = spawn_readers(conns, &stats);
     // Let the server settle (buffers released after the handshake).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss1 = procstat::status_bytes(pid, "VmRSS:").context("cannot read the server's RSS")?;

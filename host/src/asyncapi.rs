@@ -241,19 +241,10 @@ fn add_route(
     };
     let error_reply = |op: &str| {
         let problems = &route.example_problems;
-        let detail: Vec<String> = problems
-            .iter()
-            .map(|p| {
-                if p.path.is_empty() {
-                    p.message.clone()
-                } else {
-                    format!("{}: {}", p.path, p.message)
-                }
-            })
-            .collect();
+        // The message the host sends for these problems (see session.rs).
         let mut reply = json!({
             "status": "error",
-            "message": format!("invalid request: {}", detail.join("; ")),
+            "message": crate::protocol::describe("invalid request", problems),
         });
         if !problems.is_empty() {
             reply["errors"] = json!(problems);

@@ -124,6 +124,21 @@ pub struct Problem {
     pub message: String,
 }
 
+/// "invalid request: /symbol: ...; /resolution: ..." in one line.
+pub fn describe(what: &str, problems: &[Problem]) -> String {
+    let parts: Vec<String> = problems
+        .iter()
+        .map(|p| {
+            if p.path.is_empty() {
+                p.message.clone()
+            } else {
+                format!("{}: {}", p.path, p.message)
+            }
+        })
+        .collect();
+    format!("{what}: {}", parts.join("; "))
+}
+
 /// The payload of a `<route>.<op>.response` frame. Field order is the wire
 /// order of the captured frames.
 #[derive(Debug, Serialize)]

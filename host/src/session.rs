@@ -364,7 +364,10 @@ impl Session {
             Err(e) => return self.send(fail(&format!("invalid request: {e}"), &[])),
         };
         if let Err(problems) = plugin.validate_request(&request) {
-            return self.send(fail(&describe("invalid request", &problems), &problems));
+            return self.send(fail(
+                &protocol::describe("invalid request", &problems),
+                &problems,
+            ));
         }
         let resolved = match plugin.topics(payload.get(), &self.host.config.limits).await {
             Ok(resolved) => resolved,
@@ -442,19 +445,4 @@ fn reply_error(route: &str, op: Operation, message: &str, problems: &[Problem]) 
         errors: problems,
     };
     protocol::reply_frame(route, op, &reply)
-}
-
-/// "invalid request: /symbol: ...; /resolution: ..." in one line.
-fn describe(what: &str, problems: &[Problem]) -> String {
-    let parts: Vec<String> = problems
-        .iter()
-        .map(|p| {
-            if p.path.is_empty() {
-                p.message.clone()
-            } else {
-                format!("{}: {}", p.path, p.message)
-            }
-        })
-        .collect();
-    format!("{what}: {}", parts.join("; "))
 }

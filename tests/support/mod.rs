@@ -200,6 +200,19 @@ impl Host {
             .expect("JSON")
     }
 
+    /// The names of the routes served now (`/api/v1/routes`), sorted.
+    pub async fn route_names(&self) -> Vec<String> {
+        let routes = self.get_json("/api/v1/routes").await;
+        let mut names: Vec<String> = routes
+            .as_array()
+            .unwrap_or_else(|| panic!("routes are not an array: {routes}"))
+            .iter()
+            .filter_map(|r| r["name"].as_str().map(str::to_owned))
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
     /// Subscriptions reached by publishing to `topic`.
     pub async fn subscribers(&self, topic: &str) -> u64 {
         let url =
