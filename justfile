@@ -69,7 +69,7 @@ build-test-plugins:
     for d in "${dirs[@]}"; do n=$(basename "$d"); cp "{{plugin_target}}/${n//-/_}.wasm" "target/test-plugins/$n.wasm"; done
 
 # Run every test.
-test: lint build-plugins build-test-plugins test-sdks && test-browser
+test: lint build-plugins build-test-plugins test-sdks && test-browser test-ts-client
     cargo test
     just bench-smoke
 
@@ -123,6 +123,38 @@ browser-deps:
 test-browser: browser-deps
     cargo build -p ws-router-host
     cd tests/browser && node --test --test-concurrency=1 asyncapi.test.mjs docs-page.test.mjs
+
+# The pinned TypeScript toolchain of sdk/typescript/ (`npm ci` when
+# sdk/typescript/package-lock.json changes).
+ts-client-deps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! cmp -s sdk/typescript/package-lock.json sdk/typescript/node_modules/.ws-router-lock; then
+        # No install scripts: nothing here needs one.
+        (cd sdk/typescript && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+        cp sdk/typescript/package-lock.json sdk/typescript/node_modules/.ws-router-lock
+    fi
+
+# Generate the typed TypeScript client from an AsyncAPI document (a URL or
+# file; default: the bundled plugins' document) into sdk/typescript/generated/;
+# `--tag TAG` keeps one module's routes, `--out DIR` writes elsewhere.
+[positional-arguments]
+gen-client *ARGS: ts-client-deps
+    #!/usr/bin/env bash
+    set -euo pipefail
+    case "${1:-}" in ""|-*) cargo build -q -p ws-router-host ;; esac
+    cd "{{invocation_directory()}}"
+    node "{{justfile_directory()}}/sdk/typescript/codegen/generate.mjs" "$@"
+
+# The TypeScript client: strict type check of the package and the generated
+# code, the generated code is current, then Node's test runner against the
+# real host and in headless Chromium.
+test-ts-client: ts-client-deps browser-deps
+    cargo build -p ws-router-host
+    cd sdk/typescript && node_modules/.bin/tsc -p tsconfig.json --strict --noEmit
+    node sdk/typescript/codegen/generate.mjs --check
+    cd sdk/typescript && rm -rf dist && node_modules/.bin/tsc -p tsconfig.json && node_modules/.bin/tsc -p tsconfig.test.json
+    cd sdk/typescript && node --test --test-concurrency=1 dist/test/*.test.js
 
 # Format and lint.
 lint:
