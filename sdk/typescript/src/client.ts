@@ -100,6 +100,12 @@ export class WsRouterClient {
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private connectTimer: ReturnType<typeof setTimeout> | undefined;
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
+  private flushTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly commandsPerSecond: number;
+  private tokens: number;
+  private tokensAt = 0;
+  /** Frames waiting for the command rate. */
+  private outbox: string[] = [];
 
   private nextId = 1;
   /** Commands sent on the current socket and not answered yet, oldest first. */
@@ -138,6 +144,8 @@ export class WsRouterClient {
     this.requestTimeoutMs = positive(options.requestTimeoutMs, 10_000, "requestTimeoutMs");
     this.connectTimeoutMs = positive(options.connectTimeoutMs, 10_000, "connectTimeoutMs");
     this.idleTimeoutMs = options.idleTimeoutMs === undefined ? 0 : positive(options.idleTimeoutMs, 0, "idleTimeoutMs", true);
+    this.commandsPerSecond = positive(options.commandsPerSecond, 50, "commandsPerSecond");
+    this.tokens = this.commandsPerSecond;
     this.backoff = options.reconnect === false ? undefined : { ...DEFAULT_RECONNECT, ...options.reconnect };
   }
 
@@ -395,8 +403,12 @@ export class WsRouterClient {
     this.socketOpen = false;
     clearTimeout(this.connectTimer);
     clearTimeout(this.idleTimer);
+    clearTimeout(this.flushTimer);
     this.connectTimer = undefined;
     this.idleTimer = undefined;
+    this.flushTimer = undefined;
+    this.outbox = [];
+    this.tokens = this.commandsPerSecond;
     // The host forgets a connection's subscriptions when it closes.
     for (const command of this.pending.values()) {
       if (command.sub && command.sub.state === "sending") command.sub.state = "idle";
@@ -433,12 +445,42 @@ export class WsRouterClient {
   // ---- commands ----
 
   private send(route: string, op: Op, request: unknown, sub: Sub | undefined, extra: Record<string, unknown> = {}): void {
-    const socket = this.socket;
-    if (!socket || !this.socketOpen) return;
+    if (!this.socket || !this.socketOpen) return;
     const id = this.nextId++;
+    // Registered now, sent in this order: replies are matched against it, and reconcile waits for it.
     this.pending.set(id, { id, route, op, request, sub });
     this.inflightPerRoute.set(route, (this.inflightPerRoute.get(route) ?? 0) + 1);
-    socket.send(JSON.stringify({ type: `${route}.${op}`, id, payload: request, ...extra }));
+    this.outbox.push(JSON.stringify({ type: `${route}.${op}`, id, payload: request, ...extra }));
+    this.flush();
+  }
+
+  /**
+   * Send queued frames, at most `commandsPerSecond` (bursts of as many): the
+   * host refuses commands over its rate limit and closes connections that keep
+   * exceeding it, which renewing many subscriptions at once would.
+   */
+  private flush(): void {
+    const socket = this.socket;
+    if (!socket || !this.socketOpen) return;
+    const now = Date.now();
+    this.tokens = Math.min(this.commandsPerSecond, this.tokens + ((now - this.tokensAt) / 1000) * this.commandsPerSecond);
+    this.tokensAt = now;
+    while (this.outbox.length > 0 && this.tokens >= 1) {
+      this.tokens -= 1;
+      const frame = this.outbox.shift() as string;
+      try {
+        socket.send(frame);
+      } catch {
+        this.lost(socket);
+        return;
+      }
+    }
+    if (this.outbox.length > 0 && this.flushTimer === undefined) {
+      this.flushTimer = setTimeout(() => {
+        this.flushTimer = undefined;
+        this.flush();
+      }, Math.ceil(((1 - this.tokens) / this.commandsPerSecond) * 1000));
+    }
   }
 
   private sendSubscribe(sub: Sub): void {

@@ -50,6 +50,13 @@ export interface ClientOptions {
    * your subscriptions.
    */
   idleTimeoutMs?: number;
+  /**
+   * Most commands sent per second (bursts of as many); more wait their turn.
+   * Keep it under the host's `--commands-per-sec` (default 100), which
+   * refuses the excess and closes connections that keep exceeding it.
+   * Default 50.
+   */
+  commandsPerSecond?: number;
   /** Backoff between reconnect attempts, or `false` to end every subscription when the connection drops. */
   reconnect?: ReconnectOptions | false;
 }

@@ -158,7 +158,7 @@ test("after the host restarts on the same port, the client reconnects and its su
     await until("the client to notice", () => ws.state === "reconnecting");
     await host.restart();
     await until("both subscriptions renewed", () => renewed.length === 2, 15_000);
-    assert.deepEqual(renewed.sort(), [AAPL_1, "trades:AAPL"]);
+    assert.deepEqual(renewed.sort(), [AAPL_1, 'trades:{"symbols":["AAPL"]}']);
     assert.equal(await host.subscribers(AAPL_1), 1);
     await host.publish([
       { route: "bars", topic: AAPL_1, data: bar(2) },
@@ -170,6 +170,27 @@ test("after the host restarts on the same port, the client reconnects and its su
     assert.deepEqual(errors, []);
     assert.deepEqual(states.slice(0, 3), ["connecting", "open", "reconnecting"]);
     assert.equal(states.at(-1), "open");
+    ws.close();
+  } finally {
+    await host.stop();
+  }
+});
+
+test("many subscriptions renew under the host's command rate limit", async () => {
+  const host = await startHost({ args: ["--commands-per-sec", "20"] });
+  try {
+    const ws = client(host.wsUrl, { commandsPerSecond: 15 });
+    const adapter = createWsAdapter(ws);
+    const symbols = Array.from({ length: 40 }, (_, i) => `S${i}`);
+    const renewed: string[] = [];
+    const errors: WsRouterError[] = [];
+    const options = { onResubscribed: (info: { topic: string }) => renewed.push(info.topic), onError: (e: WsRouterError) => errors.push(e) };
+    // 40 commands at once would be refused past the host's 20 (and get the connection closed).
+    await Promise.all(symbols.map((s) => adapter.trades.subscribe(s, { symbols: [s] }, () => {}, options)));
+    await host.restart();
+    await until("every subscription renewed", () => renewed.length === symbols.length, 20_000);
+    assert.deepEqual(errors, []);
+    for (const s of ["S0", "S39"]) assert.equal(await host.subscribers(`trades:${s}`), 1);
     ws.close();
   } finally {
     await host.stop();

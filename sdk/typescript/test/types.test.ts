@@ -38,7 +38,7 @@ test("the generator targets one module: --tag datafeed", () => {
   assert.doesNotMatch(index, /trades|news/);
   const types = fs.readFileSync(path.join(out, "types.ts"), "utf8");
   assert.match(types, /export interface QuoteData\b/);
-  assert.doesNotMatch(types, /TradesSubscriptionRequest/);
+  assert.doesNotMatch(types, /TradeSubscriptionRequest/);
   const check = tsc("--strict", "--noEmit", "--module", "nodenext", "--moduleResolution", "nodenext", "--target", "es2022", "--lib", "es2022,dom", "--types", "", path.join(out, "index.ts"));
   assert.equal(check.status, 0, check.output);
 });
