@@ -124,8 +124,7 @@ test-browser: browser-deps
     cargo build -p ws-router-host
     cd tests/browser && node --test --test-concurrency=1 asyncapi.test.mjs docs-page.test.mjs
 
-# The pinned TypeScript toolchain of sdk/typescript/ (`npm ci` when
-# sdk/typescript/package-lock.json changes).
+# The pinned TypeScript toolchain in sdk/typescript/node_modules/ (`npm ci` when its lock file changes).
 ts-client-deps:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -135,9 +134,9 @@ ts-client-deps:
         cp sdk/typescript/package-lock.json sdk/typescript/node_modules/.ws-router-lock
     fi
 
-# Generate the typed TypeScript client from an AsyncAPI document (a URL or
-# file; default: the bundled plugins' document) into sdk/typescript/generated/;
-# `--tag TAG` keeps one module's routes, `--out DIR` writes elsewhere.
+# Writes sdk/typescript/generated/ (`--out DIR`: elsewhere), every route or
+# one module's (`--tag TAG`); see docs/typescript-client.md.
+# Generate the typed TypeScript client from an AsyncAPI document: URL, FILE, or the bundled plugins'.
 [positional-arguments]
 gen-client *ARGS: ts-client-deps
     #!/usr/bin/env bash
@@ -146,9 +145,9 @@ gen-client *ARGS: ts-client-deps
     cd "{{invocation_directory()}}"
     node "{{justfile_directory()}}/sdk/typescript/codegen/generate.mjs" "$@"
 
-# The TypeScript client: strict type check of the package and the generated
-# code, the generated code is current, then Node's test runner against the
-# real host and in headless Chromium.
+# Strict type check of the package and the generated code, which must be
+# current, then Node's test runner against the real host and in Chromium.
+# Test the TypeScript client (sdk/typescript).
 test-ts-client: ts-client-deps browser-deps
     cargo build -p ws-router-host
     cd sdk/typescript && node_modules/.bin/tsc -p tsconfig.json --strict --noEmit
