@@ -17,39 +17,51 @@ build-plugins: build-python-plugins build-js-plugins
     for p in bars quotes trades; do cp {{plugin_target}}/$p.wasm plugins/$p.wasm; done
     @ls -l plugins/*.wasm
 
-# The pinned componentize-py in .venv/ (created or updated when
-# sdk/python/requirements.txt changes).
+# The Python SDK (sdk/python, with its pinned componentize-py) installed in
+# .venv/, as a route's own venv has it; reinstalled when the SDK changes.
 python-venv:
     #!/usr/bin/env bash
     set -euo pipefail
-    if ! cmp -s sdk/python/requirements.txt .venv/requirements.txt; then
-        python3 -m venv .venv
-        .venv/bin/pip install --quiet --disable-pip-version-check -r sdk/python/requirements.txt
-        cp sdk/python/requirements.txt .venv/requirements.txt
+    stamp=$(cat sdk/python/pyproject.toml sdk/python/ws_router/*.py | sha256sum)
+    if [ "$stamp" != "$(cat .venv/.ws-router-sdk 2>/dev/null)" ]; then
+        [ -x .venv/bin/pip ] || python3 -m venv .venv
+        pip=(.venv/bin/pip install --quiet --disable-pip-version-check)
+        "${pip[@]}" sdk/python
+        "${pip[@]}" --force-reinstall --no-deps sdk/python
+        echo "$stamp" > .venv/.ws-router-sdk
     fi
 
-# Python routes: plugins/<name>/app.py -> plugins/<name>.wasm.
+# Python routes: plugins/<name>/app.py -> plugins/<name>.wasm. componentize-py
+# finds the SDK in the venv named by VIRTUAL_ENV (what `activate` sets).
 build-python-plugins: python-venv
-    .venv/bin/componentize-py -d wit -w route-plugin componentize -p plugins/news -p sdk/python app -o plugins/news.wasm
+    cd plugins/news && VIRTUAL_ENV="$PWD/../../.venv" ../../.venv/bin/componentize-py -d ../../wit -w route-plugin componentize app -o ../news.wasm
 
-# The pinned ComponentizeJS in sdk/js/node_modules/ (`npm ci` when
-# sdk/js/package-lock.json changes).
+# The JavaScript SDK's locked packages (`npm ci` in sdk/js/ when its lock file
+# changes) and its TypeScript compiled to sdk/js/dist/ (when src/ changes).
 js-deps:
     #!/usr/bin/env bash
     set -euo pipefail
-    if ! cmp -s sdk/js/package-lock.json sdk/js/node_modules/.ws-router-lock; then
-        (cd sdk/js && npm ci --no-audit --no-fund --loglevel=error)
-        cp sdk/js/package-lock.json sdk/js/node_modules/.ws-router-lock
+    cd sdk/js
+    if ! cmp -s package-lock.json node_modules/.ws-router-lock; then
+        # Runs the `prepare` script too: tsc, src/ -> dist/.
+        npm ci --no-audit --no-fund --loglevel=error
+        cp package-lock.json node_modules/.ws-router-lock
+    fi
+    if [ ! -f dist/index.js ] || [ -n "$(find src tsconfig.json -newer dist/index.js)" ]; then
+        npx --no-install tsc -p tsconfig.json
+        touch dist/index.js
     fi
 
-# JavaScript routes: plugins/<name>/index.js -> plugins/<name>.wasm.
+# JavaScript routes: plugins/<name>/route.js -> plugins/<name>.wasm, built as
+# a route author builds one: `ws-router-sdk` installed from sdk/js.
 build-js-plugins: js-deps
-    node sdk/js/build.mjs plugins/orderbook/index.js plugins/orderbook.wasm
+    cd plugins/orderbook && { [ -e node_modules/ws-router-sdk ] || npm ci --no-audit --no-fund --loglevel=error; } && npx --no-install ws-router-build route.js ../orderbook.wasm
 
-# Test the Python and JavaScript SDKs (shared topic vectors, schemas, defaults).
-test-sdks: python-venv
+# Test the Python and JavaScript SDKs (shared topic vectors, schemas,
+# defaults; the JavaScript SDK's types with tsc).
+test-sdks: python-venv js-deps
     .venv/bin/python -m unittest discover -s sdk/python/tests
-    node --test sdk/js/test/
+    cd sdk/js && npm test --silent
 
 # Run the host (release build) with the demo feed; extra arguments go to the host.
 run *ARGS:

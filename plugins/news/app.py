@@ -1,15 +1,15 @@
 """The `news` route, written in Python: headlines per symbol.
 
-Build: `just build-plugins` (or, by hand, from the repository root:
-`.venv/bin/componentize-py -d wit -w route-plugin componentize -p plugins/news
--p sdk/python app -o plugins/news.wasm`).
+Build: `just build-plugins` (or, by hand, from this folder, in a virtual
+environment where `pip install <ws-router>/sdk/python` installed the SDK:
+`componentize-py -d ../../wit -w route-plugin componentize app -o news.wasm`).
 """
 
 import ws_router
 from models import Headline, NewsSubscriptionRequest
 
 
-class News(ws_router.Route):
+class News(ws_router.RouteDefinition):
     name = "news"
     version = "0.1.0"
     description = (
@@ -30,5 +30,6 @@ class News(ws_router.Route):
         return [f"news:{symbol}:{request.language}" for symbol in request.symbols]
 
 
-# componentize-py exports the class named `Route` as ws-router:plugin/route.
-Route = ws_router.export(News)
+# The component's exports: componentize-py looks up one class per WIT
+# interface in this module (`route` -> `Route`, `delivery` -> `Delivery`).
+Route, Delivery = ws_router.export(News)

@@ -81,7 +81,7 @@ class Reading(unittest.TestCase):
                                       "mode": "full", "venues": [{"name": "X", "mic": None}]})
 
     def test_default_topic_of_a_model(self):
-        class Book(ws_router.Route):
+        class Book(ws_router.RouteDefinition):
             name = "book"
             Request = Request
             Data = Tick
@@ -103,17 +103,24 @@ class Reading(unittest.TestCase):
 
 
 class Export(unittest.TestCase):
-    def test_export_outside_componentize_gives_the_route_back(self):
+    def test_export_outside_componentize_names_no_classes(self):
         # Lets a route's app.py be imported by plain CPython unit tests.
-        class Book(ws_router.Route):
+        class Book(ws_router.RouteDefinition):
             name = "book"
             Request = Request
             Data = Tick
 
-        self.assertIs(ws_router.export(Book), Book)
+        route, delivery = ws_router.export(Book)
+        self.assertIsNone(route)
+        self.assertIsNone(delivery)
+        self.assertIsNone(ws_router.export(Book).Route)
+
+    def test_export_takes_a_route_definition(self):
+        with self.assertRaisesRegex(TypeError, "RouteDefinition"):
+            ws_router.export(Tick)
 
     def test_delivery_must_be_a_known_policy(self):
-        class Book(ws_router.Route):
+        class Book(ws_router.RouteDefinition):
             name = "book"
             Request = Request
             Data = Tick

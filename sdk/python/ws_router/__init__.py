@@ -17,21 +17,26 @@ component exporting ``ws-router:plugin/route`` (``wit/ws-router.wit``)::
         time: int
         title: str
 
-    class News(ws_router.Route):
+    class News(ws_router.RouteDefinition):
         name = "news"
         Request = NewsRequest
         Data = Headline
 
-    Route = ws_router.export(News)
+    # componentize-py exports the classes named after the WIT interfaces.
+    Route, Delivery = ws_router.export(News)
+
+Install it into the route's virtual environment (``pip install
+<ws-router>/sdk/python``); componentize-py finds it there.
 """
 
-from .route import Route, export
+from .route import Exports, RouteDefinition, export
 from .schema import InvalidRequest, from_json, json_schema, to_json
 from .topic import canonical_json, default_topic
 
 __all__ = [
-    "Route",
+    "RouteDefinition",
     "export",
+    "Exports",
     "InvalidRequest",
     "json_schema",
     "from_json",

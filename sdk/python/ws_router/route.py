@@ -2,16 +2,15 @@
 the glue that exports it as the plugin's ``ws-router:plugin/route``."""
 
 import json
-import sys
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, NamedTuple, Optional, Sequence
 
 from .schema import InvalidRequest, from_json, json_schema, to_json
 from .topic import default_topic
 
 
-class Route:
+class RouteDefinition:
     """Subclass it, set the class attributes, then export it from your
-    ``app.py`` with ``Route = ws_router.export(MyRoute)``."""
+    ``app.py`` with ``Route, Delivery = ws_router.export(MyRoute)``."""
 
     #: The name clients use in frame types: ``<name>.subscribe``.
     name: ClassVar[str]
@@ -54,35 +53,47 @@ class Route:
         return topic, list(self.keys(request, topic))
 
 
-def export(route_class: type[Route]) -> type:
-    """The class componentize-py exports as ``ws-router:plugin/route``.
+class Exports(NamedTuple):
+    """The component's exports, one class per WIT interface, named as
+    componentize-py looks them up in the app module (``route`` -> ``Route``,
+    ``delivery`` -> ``Delivery``). ``None`` outside a componentize-py build."""
 
-    Assign it to the name ``Route`` in the app module given to
-    ``componentize-py componentize``. It also defines ``Delivery`` there
-    (the ``ws-router:plugin/delivery`` export, declaring
-    ``route_class.delivery``).
+    Route: Optional[type]
+    Delivery: Optional[type]
+
+
+def export(definition: type[RouteDefinition]) -> Exports:
+    """The classes componentize-py exports for ``definition``.
+
+    In the app module given to ``componentize-py componentize``::
+
+        Route, Delivery = ws_router.export(VenueStatus)
     """
-    if route_class.delivery not in ("queue-all", "latest-value"):
+    if not (isinstance(definition, type) and issubclass(definition, RouteDefinition)):
+        raise TypeError(f"export() takes a ws_router.RouteDefinition subclass, not {definition!r}")
+    if definition.delivery not in ("queue-all", "latest-value"):
         raise ValueError(
-            f"{route_class.__name__}.delivery must be 'queue-all' or 'latest-value', "
-            f"not {route_class.delivery!r}"
+            f"{definition.__name__}.delivery must be 'queue-all' or 'latest-value', "
+            f"not {definition.delivery!r}"
         )
+    route = definition()
+    # Built now, so that a model the SDK cannot describe fails the build
+    # (and a plain-CPython import of the app), not the first call.
+    request_schema = json.dumps(json_schema(route.Request))
+    data_schema = json.dumps(json_schema(route.Data))
+
     # The bindings exist only inside componentize-py's build. In plain
-    # CPython (unit tests of a route) the app module still imports: it gets
-    # the route class back, which has everything but the WIT glue.
+    # CPython (unit tests of a route) the app module still imports; test
+    # the definition itself (``VenueStatus().resolve(...)``).
     try:
         from componentize_py_types import Err
         from wit_world import exports
         from wit_world.exports import delivery as wit_delivery
         from wit_world.exports import route as wit
     except ImportError:
-        return route_class
+        return Exports(None, None)
 
-    route = route_class()
-    request_schema = json.dumps(json_schema(route.Request))
-    data_schema = json.dumps(json_schema(route.Data))
-
-    class _Route(exports.Route):
+    class Route(exports.Route):
         def info(self) -> "wit.RouteInfo":
             return wit.RouteInfo(
                 name=route.name,
@@ -113,14 +124,8 @@ def export(route_class: type[Route]) -> type:
         else wit_delivery.Policy.QUEUE_ALL
     )
 
-    class _Delivery(exports.Delivery):
+    class Delivery(exports.Delivery):
         def delivery_policy(self) -> "wit_delivery.Policy":
             return policy
 
-    _Route.__name__ = "Route"
-    _Delivery.__name__ = "Delivery"
-    # componentize-py looks the exports up by name in the app module: the
-    # module calling `Route = export(...)`. Defining `Delivery` there keeps a
-    # route's app.py to that one line (an app that defines its own wins).
-    sys._getframe(1).f_globals.setdefault("Delivery", _Delivery)
-    return _Route
+    return Exports(Route, Delivery)

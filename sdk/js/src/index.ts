@@ -1,0 +1,190 @@
+// Write a ws-router route in JavaScript or TypeScript.
+//
+// A route is its models (TypeBox schemas: JSON Schema with static types)
+// and, only if it needs one, a key function. `ws-router-build` bundles the
+// module and turns it into a WebAssembly component exporting the
+// interfaces of wit/ws-router.wit:
+//
+//     import { defineRoute, Type } from "ws-router-sdk";
+//
+//     export const { route, delivery } = defineRoute({
+//       name: "orderbook",
+//       request: Type.Object({ symbol: Type.String(), depth: Type.Integer({ default: 10 }) }),
+//       data: Type.Object({ time: Type.Integer() }),
+//       keys: (request, topic) => [topic], // request: { symbol: string; depth: number }
+//     });
+
+import { Kind, Type, type Static, type TSchema } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+import { defaultTopic } from "./topic.js";
+
+export { Type };
+export type { Static, TSchema };
+export { canonicalJson, compareCodePoints, defaultTopic, pythonFloat } from "./topic.js";
+export type { JsonSchemaLike } from "./topic.js";
+
+const JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema";
+
+/**
+ * What the host does when a client cannot keep up with this route's
+ * updates: `"queue-all"` disconnects it (close code 4008) so that it never
+ * silently misses one; `"latest-value"` replaces its queued update of a
+ * topic by the newer one.
+ */
+export type Delivery = "queue-all" | "latest-value";
+
+/** What `defineRoute` takes. */
+export interface RouteDefinition<Request extends TSchema, Data extends TSchema> {
+  /** The name clients use in frame types: `<name>.subscribe`. */
+  name: string;
+  /** The plugin's own version (semver); default "0.1.0". */
+  version?: string;
+  /** One paragraph for humans (AsyncAPI document, docs page). */
+  description?: string;
+  /** Groups routes in the generated documentation. */
+  tags?: readonly string[];
+  /** See {@link Delivery}; default "queue-all". */
+  delivery?: Delivery;
+  /**
+   * What a client sends to subscribe. A property with a `default` is
+   * optional for clients (the published schema does not require it) and
+   * always present in the request your functions receive.
+   */
+  request: Request;
+  /** What updates carry. */
+  data: Data;
+  /**
+   * The name of the subscription, sent back to the client. Keep the default
+   * (the canonical topic, which browser clients compute themselves) unless
+   * no client depends on it.
+   */
+  topic?: (request: Static<Request>) => string;
+  /**
+   * The keys publications are routed by, each starting with `<name>:`;
+   * `[topic]` by default. Throw `InvalidRequest` to refuse a request.
+   */
+  keys?: (request: Static<Request>, topic: string) => readonly string[];
+}
+
+/** A subscription request resolved (the WIT `subscription` record). */
+export interface Subscription {
+  topic: string;
+  keys: string[];
+}
+
+/** The WIT `route` interface, as ComponentizeJS expects it. */
+export interface RouteExport {
+  info(): { name: string; version: string; description: string; tags: string[] };
+  requestSchema(): string;
+  dataSchema(): string;
+  /** Request JSON text to topic and keys; throws `{ payload: topic-error }`. */
+  topics(request: string): Subscription;
+}
+
+/** The WIT `delivery` interface. */
+export interface DeliveryExport {
+  deliveryPolicy(): Delivery;
+}
+
+/**
+ * The plugin's exports, one per WIT interface, to export under these names:
+ * `export const { route, delivery } = defineRoute({...})`.
+ */
+export interface RoutePlugin {
+  route: RouteExport;
+  delivery: DeliveryExport;
+}
+
+/** The client's request cannot be subscribed to; the message reaches the client. */
+export class InvalidRequest extends Error {
+  /** ComponentizeJS lowers a thrown error's `payload` as the `err` value. */
+  readonly payload: { tag: "invalid-request"; val: string };
+
+  constructor(message: string) {
+    super(message);
+    this.name = "InvalidRequest";
+    this.payload = { tag: "invalid-request", val: message };
+  }
+}
+
+/** Define a route; export its result as `export const { route, delivery } = ...`. */
+export function defineRoute<Request extends TSchema, Data extends TSchema>(
+  definition: RouteDefinition<Request, Data>,
+): RoutePlugin {
+  const { name, version = "0.1.0", description = "", tags = [], request, data } = definition;
+  const delivery = definition.delivery ?? "queue-all";
+  if (delivery !== "queue-all" && delivery !== "latest-value") {
+    throw new TypeError(`delivery must be "queue-all" or "latest-value", not ${JSON.stringify(delivery)}`);
+  }
+  for (const [what, schema] of [["request", request], ["data", data]] as const) {
+    if (typeof schema !== "object" || schema === null || !(Kind in schema)) {
+      throw new TypeError(`${what} must be a TypeBox schema (Type.Object({...})), not ${JSON.stringify(schema)}`);
+    }
+  }
+  const requestSchema = published(request);
+  const dataSchema = published(data);
+  const topicOf = definition.topic ?? ((req: Static<Request>) => defaultTopic(name, req, requestSchema));
+  const keysOf = definition.keys ?? ((_req: Static<Request>, topic: string) => [topic]);
+  const requestText = JSON.stringify(requestSchema);
+  const dataText = JSON.stringify(dataSchema);
+
+  const route: RouteExport = {
+    info: () => ({ name, version, description, tags: [...tags] }),
+    requestSchema: () => requestText,
+    dataSchema: () => dataText,
+    topics(text) {
+      try {
+        const req = readRequest(request, JSON.parse(text));
+        const topic = topicOf(req);
+        return { topic, keys: [...keysOf(req, topic)] };
+      } catch (e) {
+        if (e instanceof InvalidRequest) throw e;
+        if (e instanceof SyntaxError) throw new InvalidRequest(`request is not JSON: ${e.message}`);
+        // Name the kind of failure only: the message reaches clients.
+        const kind = e instanceof Error ? e.name : "error";
+        throw { payload: { tag: "internal", val: `route ${name} failed (${kind})` } };
+      }
+    },
+  };
+  return { route, delivery: { deliveryPolicy: () => delivery } };
+}
+
+/**
+ * A parsed request (already valid against `schema`, which the host checks)
+ * as the route's functions see it: unknown properties dropped, defaults
+ * applied. Numbers stay numbers.
+ */
+export function readRequest<T extends TSchema>(schema: T, value: unknown): Static<T> {
+  return Value.Default(schema, Value.Clean(schema, value)) as Static<T>;
+}
+
+/**
+ * The JSON Schema the host is given: the TypeBox schema as JSON, with
+ * `$schema`, and properties that have a `default` not required (the
+ * client may leave them out; the default is applied before the topic).
+ */
+function published(schema: TSchema): Record<string, unknown> {
+  const plain = JSON.parse(JSON.stringify(schema)) as Record<string, unknown>;
+  return { $schema: JSON_SCHEMA, ...(relaxDefaults(plain) as Record<string, unknown>) };
+}
+
+function relaxDefaults(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(relaxDefaults);
+  if (node === null || typeof node !== "object") return node;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(node)) {
+    // `default` and `examples` are data, not schemas: leave them as they are.
+    out[key] = key === "default" || key === "examples" || key === "const" || key === "enum" ? value : relaxDefaults(value);
+  }
+  const props = out["properties"];
+  if (Array.isArray(out["required"]) && props && typeof props === "object") {
+    const hasDefault = (k: string) => {
+      const prop = (props as Record<string, unknown>)[k];
+      return prop !== null && typeof prop === "object" && "default" in prop;
+    };
+    const required = (out["required"] as string[]).filter((k) => !hasDefault(k));
+    if (required.length > 0) out["required"] = required;
+    else delete out["required"];
+  }
+  return out;
+}
