@@ -204,10 +204,6 @@ async fn live_instances_never_exceed_plugin_instances_and_callers_beyond_get_a_r
     assert_eq!(max, json!(4), "max_instances");
     assert!(peak <= 4, "{peak} live instances with --plugin-instances 4");
     assert!(kinds[0] > 0, "no call succeeded: {kinds:?}");
-    assert_eq!(
-        kinds[2], 0,
-        "deadline replies with a 200 ms deadline: {kinds:?}"
-    );
 }
 
 /// Spec item 2: the default bound (8 live instances per plugin) holds
