@@ -16,6 +16,8 @@ from ws_router import InvalidRequest, from_json, json_schema, to_json  # noqa: E
 
 
 class Side(enum.Enum):
+    """Which side of the book."""
+
     BID = "bid"
     ASK = "ask"
 
@@ -59,10 +61,17 @@ class Schemas(unittest.TestCase):
         self.assertEqual(p["symbol"], {"type": "string", "description": "Ticker"})
         self.assertEqual(p["depth"], {"type": "integer", "minimum": 1, "default": 10})
         self.assertEqual(p["scale"], {"type": "number", "default": 1.0})
-        self.assertEqual(p["side"], {"enum": ["bid", "ask"], "default": "bid"})
+        self.assertEqual(p["side"], {"enum": ["bid", "ask"], "description": "Which side of the book.",
+                                     "default": "bid"})
         self.assertEqual(p["mode"], {"enum": ["full", "top"], "default": "full"})
         self.assertEqual(p["venues"]["items"]["properties"]["mic"],
                          {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None})
+
+    def test_an_enum_without_a_docstring_has_no_description(self):
+        class Plain(enum.Enum):
+            A = "a"
+
+        self.assertEqual(json_schema(Plain), {"$schema": json_schema(Plain)["$schema"], "enum": ["a"]})
 
     def test_typeddict_schema(self):
         s = json_schema(Tick)

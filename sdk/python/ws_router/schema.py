@@ -6,7 +6,8 @@ Supported field types: ``str``, ``int``, ``float``, ``bool``, ``list[T]``,
 ``enum.Enum`` subclasses, nested dataclasses and TypedDicts. Extra JSON
 Schema keywords for a dataclass field go in its metadata:
 ``field(default=10, metadata={"minimum": 1, "description": "Levels per side"})``.
-The class docstring becomes the schema's description.
+The class docstring (of a dataclass, TypedDict or Enum) becomes the
+schema's description.
 """
 
 import collections.abc
@@ -55,7 +56,12 @@ def _schema_of(tp: Any) -> dict:
     if tp in _PRIMITIVES:
         return {"type": _PRIMITIVES[tp]}
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return {"enum": [m.value for m in tp]}
+        schema: dict = {"enum": [m.value for m in tp]}
+        # Only a docstring the enum itself declares (Enum supplies one).
+        doc = tp.__dict__.get("__doc__")
+        if doc and doc != enum.Enum.__doc__ and not doc.startswith("An enumeration"):
+            schema["description"] = " ".join(doc.split())
+        return schema
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         hints = _hints(tp)
         props, required = {}, []
