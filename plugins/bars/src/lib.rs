@@ -3,7 +3,7 @@
 use ws_router_sdk::prelude::*;
 
 /// Subscribe to the bars of one symbol at one resolution.
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct BarsSubscriptionRequest {
     /// Ticker symbol, e.g. "AAPL".
     #[schemars(example = &"AAPL")]
@@ -18,7 +18,7 @@ fn default_resolution() -> String {
 }
 
 /// One OHLCV bar.
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct Bar {
     /// Bar open time, Unix milliseconds.
     pub time: i64,

@@ -8,7 +8,7 @@
 use ws_router_sdk::prelude::*;
 
 /// Subscribe to quotes of several symbols at once.
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct QuoteDataSubscriptionRequest {
     /// Symbols to receive quotes for.
     #[serde(default)]
@@ -25,7 +25,7 @@ fn example_symbols() -> [&'static str; 2] {
 }
 
 /// Whether the quote could be produced.
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 #[serde(rename_all = "lowercase")]
 pub enum QuoteStatus {
     Ok,
@@ -33,7 +33,7 @@ pub enum QuoteStatus {
 }
 
 /// The quote values of one symbol.
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct QuoteValues {
     /// Last price.
     pub lp: f64,
@@ -56,7 +56,7 @@ pub struct QuoteValues {
 }
 
 /// A quote update for one symbol.
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct QuoteData {
     /// Status of this quote.
     pub s: QuoteStatus,
@@ -93,7 +93,5 @@ impl Route for Quotes {
         Ok(keys)
     }
 }
-
-use ws_router_sdk::serde_json;
 
 ws_router_sdk::export_route!(Quotes);

@@ -7,7 +7,7 @@
 use ws_router_sdk::prelude::*;
 
 /// Subscribe to the trades of one or more symbols.
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct TradeSubscriptionRequest {
     /// Symbols to subscribe to (at least one).
     #[schemars(example = example_symbols())]
@@ -20,7 +20,7 @@ fn example_symbols() -> [&'static str; 1] {
     ["AAPL"]
 }
 
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     Buy,
@@ -28,7 +28,7 @@ pub enum Side {
 }
 
 /// One executed trade.
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct Trade {
     pub symbol: String,
     pub price: f64,

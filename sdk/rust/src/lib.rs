@@ -8,15 +8,18 @@
 //! ```ignore
 //! use ws_router_sdk::prelude::*;
 //!
-//! #[derive(Serialize, Deserialize, JsonSchema)]
+//! /// Subscribe to the bars of one symbol.
+//! #[model]
 //! pub struct BarsSubscriptionRequest {
+//!     /// Ticker symbol, e.g. "AAPL".
 //!     pub symbol: String,
 //!     #[serde(default = "one")]
 //!     pub resolution: String,
 //! }
 //! fn one() -> String { "1".into() }
 //!
-//! #[derive(Serialize, Deserialize, JsonSchema)]
+//! /// One bar.
+//! #[model]
 //! pub struct Bar { pub time: i64, pub close: f64 }
 //!
 //! pub struct Bars;
@@ -29,9 +32,12 @@
 //! ws_router_sdk::export_route!(Bars);
 //! ```
 //!
-//! Build it with `cargo build --target wasm32-wasip2`; the `.wasm` in
-//! `target/wasm32-wasip2/...` is the plugin. Version and description come
-//! from the plugin's `Cargo.toml`.
+//! [`model`] derives serde's `Serialize`/`Deserialize` and schemars'
+//! `JsonSchema` through this crate's re-exports, so the route's
+//! `Cargo.toml` depends on `ws-router-sdk` alone; doc comments become the
+//! schemas' descriptions. Build it with `cargo build --target
+//! wasm32-wasip2`; the `.wasm` in `target/wasm32-wasip2/...` is the plugin.
+//! Version and description come from the plugin's `Cargo.toml`.
 
 pub mod topic;
 
@@ -51,11 +57,11 @@ use serde::{Serialize, de::DeserializeOwned};
 pub use schemars::{self, JsonSchema};
 pub use serde::{self, Deserialize};
 pub use serde_json;
+pub use ws_router_sdk_macros::model;
 
-/// Everything a route file needs.
+/// Everything a route file needs: `use ws_router_sdk::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Delivery, JsonSchema, Route, TopicError, topic::default_topic};
-    pub use serde::{Deserialize, Serialize};
+    pub use crate::{Delivery, Route, TopicError, model, serde_json, topic::default_topic};
 }
 
 /// Why a request cannot be subscribed to; the message reaches the client.

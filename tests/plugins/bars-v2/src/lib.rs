@@ -3,7 +3,7 @@
 
 use ws_router_sdk::prelude::*;
 
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct BarsSubscriptionRequest {
     pub symbol: String,
     #[serde(default = "default_resolution")]
@@ -14,7 +14,7 @@ fn default_resolution() -> String {
     "1".to_owned()
 }
 
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct Bar {
     pub time: i64,
     pub open: f64,

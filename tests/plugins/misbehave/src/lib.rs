@@ -4,7 +4,7 @@
 
 use ws_router_sdk::prelude::*;
 
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct Request {
     /// ok, loop, alloc, trap, print, empty-keys, foreign, long, many.
     pub mode: String,
@@ -12,7 +12,7 @@ pub struct Request {
     pub id: u32,
 }
 
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct Data {
     pub value: f64,
 }

@@ -5,7 +5,7 @@
 use ws_router_sdk::prelude::*;
 
 /// Whether the symbol trades; same name as quotes' `QuoteStatus`, other values.
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 #[serde(rename_all = "lowercase")]
 pub enum QuoteStatus {
     Open,
@@ -13,19 +13,19 @@ pub enum QuoteStatus {
 }
 
 /// Same name as quotes' `QuoteValues`, other fields.
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct QuoteValues {
     /// Last price.
     pub last: f64,
 }
 
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct TickerRequest {
     #[schemars(example = &"AAPL")]
     pub symbol: String,
 }
 
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct Ticker {
     pub status: QuoteStatus,
     pub values: QuoteValues,

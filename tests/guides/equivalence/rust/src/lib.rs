@@ -57,9 +57,15 @@ impl Route for Equiv {
 
     fn keys(request: &Self::Request, _topic: &str) -> Result<Vec<String>, TopicError> {
         if request.symbols.is_empty() {
-            return Err(TopicError::InvalidRequest("at least one symbol is required".into()));
+            return Err(TopicError::InvalidRequest(
+                "at least one symbol is required".into(),
+            ));
         }
-        let mut keys: Vec<String> = request.symbols.iter().map(|s| format!("equiv:{s}")).collect();
+        let mut keys: Vec<String> = request
+            .symbols
+            .iter()
+            .map(|s| format!("equiv:{s}"))
+            .collect();
         keys.sort_unstable();
         keys.dedup();
         Ok(keys)
