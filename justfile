@@ -63,6 +63,13 @@ test-sdks: python-venv js-deps
     .venv/bin/python -m unittest discover -s sdk/python/tests
     cd sdk/js && npm test --silent
 
+# Follow each docs/write-a-route-*.md from an empty folder outside the
+# repository to a route serving a subscription, and check that one route
+# written with each SDK looks the same to clients (tests/guides/).
+test-guides: python-venv js-deps
+    cargo build -p ws-router-host
+    node --test --test-concurrency=1 --experimental-websocket tests/guides/
+
 # Run the host (release build) with the demo feed; extra arguments go to the host.
 run *ARGS:
     @for p in bars quotes trades news orderbook; do [ -f plugins/$p.wasm ] || { just build-plugins; break; }; done
@@ -81,7 +88,7 @@ build-test-plugins:
     for d in "${dirs[@]}"; do n=$(basename "$d"); cp "{{plugin_target}}/${n//-/_}.wasm" "target/test-plugins/$n.wasm"; done
 
 # Run every test.
-test: lint build-plugins build-test-plugins test-sdks && test-browser test-ts-client
+test: lint build-plugins build-test-plugins test-sdks test-guides && test-browser test-ts-client
     cargo test
     just bench-smoke
 
