@@ -14,12 +14,12 @@ pub struct TradeSubscriptionRequest {
     pub symbols: Vec<String>,
 }
 
-/// Which side initiated the trade.
 /// Shown in the AsyncAPI document and prefilled by the docs page console.
 fn example_symbols() -> [&'static str; 1] {
     ["AAPL"]
 }
 
+/// Which side initiated the trade.
 #[model]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
