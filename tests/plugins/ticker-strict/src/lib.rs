@@ -2,29 +2,27 @@
 //! symbols and nothing else, so `{"symbol": "AAPL"}` (valid for 0.3.1) is
 //! rejected by its schema. Same data as 0.3.1.
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use ws_router_sdk::prelude::*;
 
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 #[serde(rename_all = "lowercase")]
 pub enum QuoteStatus {
     Open,
     Halted,
 }
 
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct QuoteValues {
     pub last: f64,
 }
 
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 #[serde(deny_unknown_fields)]
 pub struct TickerRequest {
     pub symbols: Vec<String>,
 }
 
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct Ticker {
     pub status: QuoteStatus,
     pub values: QuoteValues,

@@ -2,28 +2,26 @@
 //! 0.3.1, but topics named `ticker:v2:<symbol>`. For the symbol `TRAP` its
 //! `topics` call traps.
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use ws_router_sdk::prelude::*;
 
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 #[serde(rename_all = "lowercase")]
 pub enum QuoteStatus {
     Open,
     Halted,
 }
 
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct QuoteValues {
     pub last: f64,
 }
 
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct TickerRequest {
     pub symbol: String,
 }
 
-#[derive(Serialize, Deserialize, JsonSchema)]
+#[model]
 pub struct Ticker {
     pub status: QuoteStatus,
     pub values: QuoteValues,
