@@ -100,7 +100,12 @@ function section(doc) {
   const walk = (value, path) => {
     if (value && typeof value === "object") {
       for (const [k, v] of Object.entries(value)) {
-        if (/equiv/i.test(k)) picked[`${path}/${k}`] = v;
+        // Named types (Rust's `$defs`, hoisted by the host) are compared
+        // where they are used: `normalize` inlines them.
+        const hoisted = path === "/components/schemas" && !/^equiv\.(request|data)$/.test(k);
+        if (/equiv/i.test(k)) {
+          if (!hoisted) picked[`${path}/${k}`] = v;
+        }
         else walk(v, `${path}/${k}`);
       }
     }
