@@ -34,7 +34,7 @@ async fn an_update_reaches_exactly_its_subscribers_in_order() {
     let reply = host.publish(&Value::Array(updates)).await;
     assert_eq!(reply["delivered"], 100, "{reply}");
     assert_eq!(reply["failed"], 0);
-    assert_eq!(reply["results"][0]["topics"], json!([topic]));
+    assert_eq!(reply["results"][0]["keys"], json!([topic]));
 
     for client in [&mut aapl, &mut aapl_too] {
         for i in 0..50 {

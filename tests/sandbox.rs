@@ -201,7 +201,12 @@ async fn plugins_see_no_environment_files_or_network() {
 
 #[tokio::test]
 async fn plugin_output_goes_to_the_log_tagged_and_rate_limited() {
-    let host = Host::builder().plugins(&["misbehave"]).start();
+    // 2,000 lines take longer than the default deadline on a loaded machine.
+    let host = Host::builder()
+        .plugins(&["misbehave"])
+        .arg("--plugin-deadline-ms")
+        .arg("1000")
+        .start();
     let mut c = host.client().await;
     // 2000 lines (stdout and stderr) in one call.
     assert_eq!(ask(&mut c, "print", 1).await["payload"]["status"], "ok");

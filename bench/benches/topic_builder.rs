@@ -19,16 +19,15 @@ fn topic_builder(c: &mut Criterion) {
         "{} is not built: run `just build-plugins`",
         wasm.display()
     );
-    let limits = Limits::default();
     let plugin = runtime.block_on(async {
-        let engine = PluginEngine::new(&limits).expect("engine");
-        engine.load(&wasm, None).await.expect("load bars.wasm")
+        let engine = PluginEngine::new(Limits::default().plugin()).expect("engine");
+        engine.load_path(&wasm, None).await.expect("load bars.wasm")
     });
     let request = r#"{"symbol":"AAPL","resolution":"5"}"#;
     c.bench_function("bars_topics", |b| {
         b.to_async(&runtime).iter(|| async {
             plugin
-                .topics(request, &limits)
+                .topics(request)
                 .await
                 .expect("bars resolves the request")
         })

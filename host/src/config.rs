@@ -139,9 +139,14 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The plugin call deadline.
-    pub fn plugin_deadline(&self) -> Duration {
-        Duration::from_millis(self.plugin_deadline_ms)
+    /// What the plugin layer enforces.
+    pub fn plugin(&self) -> crate::plugin::Limits {
+        crate::plugin::Limits {
+            deadline: Duration::from_millis(self.plugin_deadline_ms),
+            memory_bytes: self.plugin_memory_mib.saturating_mul(1 << 20),
+            max_keys: self.max_keys,
+            max_topic_bytes: self.max_topic_bytes,
+        }
     }
 
     pub fn heartbeat_interval(&self) -> Duration {

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use rand::Rng;
 use serde_json::json;
 
-use crate::{publish::Update, server::Host};
+use crate::hub::{Host, publish::Update};
 
 const SYMBOLS: [(&str, f64, &str); 3] = [
     ("AAPL", 190.0, "Apple Inc."),
@@ -98,7 +98,7 @@ fn round(walks: &mut [Walk]) -> Vec<Update> {
         let updates_for_symbol = [
             Update::for_request("bars", json!({"symbol": w.symbol, "resolution": "1"}), bar),
             Update::for_request("quotes", json!({"symbols": [w.symbol]}), quote),
-            Update::for_topic("trades", &format!("trades:{}", w.symbol), trade),
+            Update::for_key("trades", &format!("trades:{}", w.symbol), trade),
         ];
         updates.extend(updates_for_symbol.into_iter().filter_map(Result::ok));
     }

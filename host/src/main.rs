@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use ws_router_host::{Config, Host, asyncapi, demo};
+use ws_router_host::{Config, Host, asyncapi, demo, http};
 
 /// Serve (the default), or run one of the subcommands. The serve flags stay
 /// top-level so that `ws-router-host --listen ...` keeps working.
@@ -55,13 +55,10 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let host = Host::new(config.clone()).context("cannot start the plugin engine")?;
-    // Watch first, then load: nothing changed in between goes unseen.
-    host.watch_plugins();
-    let loaded = host.load_plugin_dir(&config.plugins).await?;
+    let loaded = host.start().await?;
     tracing::info!(routes = loaded, dir = %config.plugins.display(), "plugins loaded");
-    host.announce_route_changes();
 
-    let listener = ws_router_host::server::bind(config.listen, config.listen_backlog)
+    let listener = http::bind(config.listen, config.listen_backlog)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(
         "listening on http://{} (WebSocket at /api/v1/ws)",
@@ -71,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
     if config.demo_enabled() {
         tokio::spawn(demo::run(Arc::clone(&host), config.demo_rate));
     }
-    host.serve(listener, shutdown_signal()).await?;
+    http::serve(host, listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -79,8 +76,8 @@ async fn main() -> anyhow::Result<()> {
 /// `ws-router-host asyncapi`: load the plugins, print the document.
 async fn print_asyncapi(config: Config) -> anyhow::Result<()> {
     let host = Host::new(config.clone()).context("cannot start the plugin engine")?;
-    host.load_plugin_dir(&config.plugins).await?;
-    let document = asyncapi::document(&host, &config.listen.to_string()).await;
+    host.load_plugin_dir().await?;
+    let document = asyncapi::document(host.routes().values(), &config.listen.to_string()).await;
     let text = serde_json::to_string_pretty(&document).context("cannot encode the document")?;
     println!("{text}");
     Ok(())

@@ -4,6 +4,9 @@
 //! Client frames are parsed here and nowhere else; every frame the host sends
 //! is encoded here too, so what a client can see is decided in one file.
 
+use std::sync::Arc;
+
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -116,13 +119,7 @@ pub fn parse_command(text: &str) -> Result<Command<'_>, FrameError> {
     Ok(Command { route, op, payload })
 }
 
-/// One problem found in a request or in published data.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Problem {
-    /// JSON pointer to the offending value (`""` is the whole document).
-    pub path: String,
-    pub message: String,
-}
+pub use crate::plugin::Problem;
 
 /// "invalid request: /symbol: ...; /resolution: ..." in one line.
 pub fn describe(what: &str, problems: &[Problem]) -> String {
@@ -139,19 +136,70 @@ pub fn describe(what: &str, problems: &[Problem]) -> String {
     format!("{what}: {}", parts.join("; "))
 }
 
-/// The payload of a `<route>.<op>.response` frame. Field order is the wire
-/// order of the captured frames.
-#[derive(Debug, Serialize)]
-pub struct Reply<'a> {
-    pub status: Status,
-    pub message: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub topic: Option<&'a str>,
-    /// The routing keys, when they differ from `[topic]`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub topics: Option<&'a [String]>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    pub errors: &'a [Problem],
+/// The payload of a `<route>.<op>.response` frame: the answer to a
+/// subscribe or unsubscribe. Field order is the wire order of the captured
+/// frames (`status` first).
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Reply<'a> {
+    /// The command succeeded.
+    Ok {
+        /// "Subscribed" or "Unsubscribed".
+        message: &'a str,
+        /// The subscription's topic; update frames carry it in `payload.topic`.
+        topic: &'a str,
+        /// The routing keys, present when they differ from `[topic]`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        topics: Option<&'a [Arc<str>]>,
+    },
+    /// The command failed; the connection stays open.
+    Error {
+        /// What went wrong, for people.
+        message: &'a str,
+        /// Each schema violation, when the request did not match the route's schema.
+        #[serde(skip_serializing_if = "<[_]>::is_empty", default)]
+        errors: &'a [Problem],
+    },
+}
+
+/// The payload of an `error` frame: the answer to a frame that named no
+/// valid client operation.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorPayload<'a> {
+    #[schemars(with = "ErrorStatus")]
+    status: Status,
+    message: &'a str,
+}
+
+/// `"error"`, the only status of an `error` frame.
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // Only its schema is used.
+enum ErrorStatus {
+    Error,
+}
+
+/// A route this connection was subscribed to was removed; its
+/// subscriptions to it have ended.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RouteRemoved<'a> {
+    route: &'a str,
+    message: String,
+    /// The subscriptions that ended.
+    topics: &'a [&'a str],
+}
+
+/// The set of routes changed (a plugin was added, upgraded or removed).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RoutesChanged<'a> {
+    /// Every route now served, with its plugin's version.
+    routes: Vec<RouteVersion<'a>>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RouteVersion<'a> {
+    name: &'a str,
+    version: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -178,13 +226,29 @@ pub fn reply_frame(route: &str, op: Operation, reply: &Reply<'_>) -> String {
     encode(&format!("{route}.{}.response", op.as_str()), reply)
 }
 
+/// The `ok` reply to a command: `message` is "Subscribed" or
+/// "Unsubscribed"; `keys` are listed when they differ from `[topic]`.
+pub fn ok_reply(route: &str, op: Operation, topic: &str, keys: &[Arc<str>]) -> String {
+    let message = match op {
+        Operation::Subscribe => "Subscribed",
+        Operation::Unsubscribe => "Unsubscribed",
+    };
+    let differ = !matches!(keys, [key] if **key == *topic) && !keys.is_empty();
+    let reply = Reply::Ok {
+        message,
+        topic,
+        topics: differ.then_some(keys),
+    };
+    reply_frame(route, op, &reply)
+}
+
+/// The `error` reply to a command.
+pub fn error_reply(route: &str, op: Operation, message: &str, errors: &[Problem]) -> String {
+    reply_frame(route, op, &Reply::Error { message, errors })
+}
+
 /// An error about a frame that named no valid operation.
 pub fn error_frame(message: &str) -> String {
-    #[derive(Serialize)]
-    struct ErrorPayload<'a> {
-        status: Status,
-        message: &'a str,
-    }
     encode(
         "error",
         ErrorPayload {
@@ -197,16 +261,10 @@ pub fn error_frame(message: &str) -> String {
 /// Tells a client that a route it was subscribed to has been removed; its
 /// subscriptions to that route are gone.
 pub fn route_removed_frame(route: &str, topics: &[&str]) -> String {
-    #[derive(Serialize)]
-    struct Removed<'a> {
-        route: &'a str,
-        message: String,
-        topics: &'a [&'a str],
-    }
     let message = format!("route {route:?} was removed; its subscriptions have ended");
     encode(
         "route.removed",
-        Removed {
+        RouteRemoved {
             route,
             message,
             topics,
@@ -217,20 +275,11 @@ pub fn route_removed_frame(route: &str, topics: &[&str]) -> String {
 /// Tells every client that the set of routes changed (a plugin was added,
 /// upgraded or removed): `{"type":"routes.changed","payload":{"routes":[{"name":"bars","version":"0.1.0"},...]}}`.
 pub fn routes_changed_frame(routes: &[(&str, &str)]) -> String {
-    #[derive(Serialize)]
-    struct RouteVersion<'a> {
-        name: &'a str,
-        version: &'a str,
-    }
-    #[derive(Serialize)]
-    struct Changed<'a> {
-        routes: Vec<RouteVersion<'a>>,
-    }
     let routes = routes
         .iter()
         .map(|(name, version)| RouteVersion { name, version })
         .collect();
-    encode("routes.changed", Changed { routes })
+    encode("routes.changed", RoutesChanged { routes })
 }
 
 /// `{"type":"<route>.update","payload":{"topic":<topic>,"payload":<data>}}`.

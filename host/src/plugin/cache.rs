@@ -48,7 +48,7 @@ impl ArtifactCache {
         std::fs::create_dir_all(dir)?;
         let mut hasher = ShaHasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        let engine_key = hex(&hasher.0.finalize()[..8]);
+        let engine_key = format!("{:x}", hasher.0.finalize())[..16].to_owned();
         Ok(ArtifactCache {
             dir: dir.to_path_buf(),
             engine_key,
@@ -141,10 +141,6 @@ impl Hasher for ShaHasher {
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The default cache directory: `$XDG_CACHE_HOME/ws-router/components`,

@@ -9,11 +9,67 @@ use std::{
 
 use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, UpdateDeadline, component::Linker};
 
-use super::{CallError, Instance, PluginState, bindings::RoutePluginPre, output::PluginOutput};
-use crate::config::Limits;
+use super::{
+    bindings::{RoutePlugin, RoutePluginPre},
+    output::PluginOutput,
+};
 
-/// Idle instances kept per plugin.
-pub(crate) const MAX_IDLE_INSTANCES: usize = 16;
+/// What plugins may use; the host's configuration decides the numbers.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wall-clock budget of one call.
+    pub deadline: Duration,
+    /// Linear memory one instance may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// Routing keys one subscription may resolve to.
+    pub max_keys: usize,
+    /// Longest topic or key a plugin may return, in bytes.
+    pub max_topic_bytes: usize,
+}
+
+impl Limits {
+    fn deadline_ms(&self) -> u64 {
+        self.deadline.as_millis() as u64
+    }
+}
+
+/// Why a plugin call gave no topics. The `Display` text is safe to show to
+/// clients; details go to the log.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The plugin refused the request; its message is for the client.
+    #[error("{0}")]
+    Rejected(String),
+    #[error("the route's plugin did not answer within {0} ms")]
+    Deadline(u64),
+    #[error("the route's plugin failed")]
+    Trap(String),
+    #[error("the route's plugin returned an invalid answer: {0}")]
+    BadOutput(String),
+}
+
+/// The per-instance state wasmtime hands to host functions.
+pub struct PluginState {
+    wasi: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
+    limits: wasmtime::StoreLimits,
+    /// When the running call must stop; read by the epoch callback.
+    deadline: std::time::Instant,
+}
+
+impl wasmtime_wasi::WasiView for PluginState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+pub(crate) struct Instance {
+    pub store: Store<PluginState>,
+    pub bindings: RoutePlugin,
+}
 
 /// How often the engine's epoch advances; the granularity of deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -31,7 +87,7 @@ struct Inner {
 }
 
 impl PluginEngine {
-    pub fn new(limits: &Limits) -> anyhow::Result<Self> {
+    pub fn new(limits: Limits) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         // Deadlines: the ticker thread below advances the epoch; a call past
@@ -62,7 +118,7 @@ impl PluginEngine {
             inner: Arc::new(Inner {
                 engine,
                 linker,
-                limits: limits.clone(),
+                limits,
             }),
         })
     }
@@ -94,7 +150,7 @@ impl PluginEngine {
                 .build(),
             table: wasmtime::component::ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
-                .memory_size(limits.plugin_memory_mib.saturating_mul(1 << 20))
+                .memory_size(limits.memory_bytes)
                 .trap_on_grow_failure(true)
                 .instances(16)
                 .build(),
@@ -116,7 +172,7 @@ impl PluginEngine {
 
     /// Start the clock for one call on `store`.
     pub(crate) fn arm(&self, store: &mut Store<PluginState>) -> Instant {
-        let deadline = Instant::now() + self.inner.limits.plugin_deadline();
+        let deadline = Instant::now() + self.inner.limits.deadline;
         store.data_mut().deadline = deadline;
         store.set_epoch_deadline(1);
         deadline
@@ -136,12 +192,8 @@ impl PluginEngine {
     /// Turn a failed call into what the caller reports.
     pub(crate) fn classify(&self, error: wasmtime::Error, deadline: Instant) -> CallError {
         match error.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => {
-                CallError::Deadline(self.inner.limits.plugin_deadline_ms)
-            }
-            _ if Instant::now() >= deadline => {
-                CallError::Deadline(self.inner.limits.plugin_deadline_ms)
-            }
+            Some(wasmtime::Trap::Interrupt) => CallError::Deadline(self.inner.limits.deadline_ms()),
+            _ if Instant::now() >= deadline => CallError::Deadline(self.inner.limits.deadline_ms()),
             _ => CallError::Trap(format!("{error:#}")),
         }
     }

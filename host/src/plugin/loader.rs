@@ -4,21 +4,47 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, atomic::AtomicU64},
+    sync::{Arc, atomic::AtomicU64},
     time::SystemTime,
 };
 
-use serde_json::Value;
-use sha2::{Digest, Sha256};
+use tokio_util::task::TaskTracker;
 use wasmtime::component::Component;
 
 use super::{
-    CONTRACT_VERSION, CompileInfo, DeliveryPolicy, Instance, Plugin, PluginEngine, PluginState,
-    RouteInfo,
     bindings::RoutePluginPre,
     cache::{ArtifactCache, Lookup},
+    engine::{Instance, PluginEngine, PluginState},
     output::PluginOutput,
+    pool::Pool,
+    route::{CompileInfo, DeliveryPolicy, Plugin, RouteInfo},
+    schema::Schema,
 };
+
+/// The version of the `ws-router:plugin` package this host implements.
+pub const CONTRACT_VERSION: &str = "0.1.1";
+
+/// A plugin file's content, read once and hashed once.
+pub struct PluginFile {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    /// Hex SHA-256 of `bytes`.
+    pub sha256: String,
+}
+
+impl PluginFile {
+    pub fn new(path: &Path, bytes: Vec<u8>) -> PluginFile {
+        PluginFile {
+            path: path.to_path_buf(),
+            sha256: sha256_hex(&bytes),
+            bytes,
+        }
+    }
+
+    pub async fn read(path: &Path) -> std::io::Result<PluginFile> {
+        Ok(PluginFile::new(path, tokio::fs::read(path).await?))
+    }
+}
 
 /// The interface every route plugin exports, without its version.
 const ROUTE_INTERFACE: &str = "ws-router:plugin/route";
@@ -54,23 +80,26 @@ pub enum LoadError {
 
 impl PluginEngine {
     /// Load the plugin in `path`, compiling it or taking it from `cache`.
-    pub async fn load(
+    pub async fn load_path(
         &self,
         path: &Path,
         cache: Option<&ArtifactCache>,
     ) -> Result<Plugin, LoadError> {
-        let bytes = tokio::fs::read(path).await?;
-        self.load_bytes(path, bytes, cache).await
+        self.load(PluginFile::read(path).await?, cache).await
     }
 
-    /// Load a plugin from `bytes`, read from `path`.
-    pub async fn load_bytes(
+    /// Load the plugin in `file`, compiling it or taking it from `cache`.
+    pub async fn load(
         &self,
-        path: &Path,
-        bytes: Vec<u8>,
+        file: PluginFile,
         cache: Option<&ArtifactCache>,
     ) -> Result<Plugin, LoadError> {
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let PluginFile {
+            path,
+            bytes,
+            sha256,
+        } = file;
+        let path = path.as_path();
         let (component, compile) = self.compile(path, &sha256, bytes, cache).await?;
         self.check_contract(&component)?;
         let instance_pre = self
@@ -94,8 +123,8 @@ impl PluginEngine {
             })?;
 
         let info = self.ask_info(&mut instance).await?;
-        let (request_schema, request_validator) = self.ask_schema(&mut instance, "request").await?;
-        let (data_schema, data_validator) = self.ask_schema(&mut instance, "data").await?;
+        let request_schema = self.ask_schema(&mut instance, "request").await?;
+        let data_schema = self.ask_schema(&mut instance, "data").await?;
 
         Ok(Plugin {
             route: Arc::from(info.name.as_str()),
@@ -104,16 +133,15 @@ impl PluginEngine {
             request_schema,
             data_schema,
             file: path.to_path_buf(),
-            sha256,
+            sha256: Arc::from(sha256),
             loaded_at: SystemTime::now(),
-            request_validator,
-            data_validator,
+            compile,
             pre,
             engine: self.clone(),
-            idle: Mutex::new(vec![instance]),
+            pool: Pool::with(instance),
             output,
             failures: AtomicU64::new(0),
-            compile,
+            leases: TaskTracker::new(),
         })
     }
 
@@ -267,7 +295,7 @@ impl PluginEngine {
         &self,
         instance: &mut Instance,
         which: &'static str,
-    ) -> Result<(Value, jsonschema::Validator), LoadError> {
+    ) -> Result<Schema, LoadError> {
         self.arm(&mut instance.store);
         let route = instance.bindings.ws_router_plugin_route();
         let text = match which {
@@ -282,16 +310,15 @@ impl PluginEngine {
             },
             message: format!("{e:#}"),
         })?;
-        let bad = |message: String| LoadError::BadSchema { which, message };
-        let schema: Value =
-            serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
-        if !schema.is_object() && !schema.is_boolean() {
-            return Err(bad("a JSON Schema is an object or a boolean".to_owned()));
-        }
-        jsonschema::meta::validate(&schema).map_err(|e| bad(e.to_string()))?;
-        let validator = jsonschema::validator_for(&schema).map_err(|e| bad(e.to_string()))?;
-        Ok((schema, validator))
+        Schema::compile(&text).map_err(|message| LoadError::BadSchema { which, message })
     }
+}
+
+/// Hex SHA-256 of a plugin file's content: its identity in the cache, the
+/// registry and the API.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
 }
 
 /// The component model's rule: `0.x.*` matches `0.x.*`, `x.*` matches `x.*`
@@ -312,10 +339,6 @@ fn semver_compatible(a: &str, b: &str) -> bool {
         (Some((ma, na, true)), Some((mb, nb, true))) => ma == mb && (ma > 0 || na == nb),
         _ => a == b,
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn first_line(s: &str) -> String {

@@ -5,11 +5,12 @@
 use std::{
     io,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::Arc,
     task::{Context, Poll},
     time::{Duration, Instant},
 };
 
+use parking_lot::Mutex;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
@@ -53,7 +54,7 @@ impl PluginOutput {
     }
 
     fn line(&self, stream: &str, bytes: &[u8]) {
-        let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        let mut window = self.window.lock();
         if window.started.elapsed() >= WINDOW {
             if window.suppressed > 0 {
                 tracing::warn!(plugin = %self.plugin, suppressed = window.suppressed, "plugin output rate-limited: lines dropped");

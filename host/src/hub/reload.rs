@@ -1,15 +1,17 @@
 //! Reconciling the route table with the plugin files on disk.
 //!
 //! Everything that changes which plugin serves which route goes through
-//! [`PluginManager::reconcile`], one file at a time (a lock serialises
+//! [`Reloader::reconcile`], one file at a time (a lock serialises
 //! them): at startup for each file in name order, and afterwards whenever
 //! the watcher reports that a file settled. Reconciling a path compares the
-//! file with what the host last saw there and then adds, upgrades, removes
-//! or rejects:
+//! file with what the host last saw there, decides on one [`Change`], then
+//! applies it:
 //!
 //! * **Add**: a valid plugin for a route nobody serves goes live.
 //! * **Upgrade**: a valid plugin from the file that serves its route
-//!   replaces the old version without a gap (see [`PluginManager::upgrade`]).
+//!   replaces the old version without a gap (see [`Reloader::upgrade`]).
+//! * **Move**: the file now declares another route: its old route goes
+//!   (as in a removal) and the new one is added.
 //! * **Remove**: the file is gone (while its directory exists): the route
 //!   leaves the table and its subscribers are told.
 //! * **Reject**: the file does not load, or declares a route another file
@@ -21,27 +23,35 @@
 use std::{
     collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
+use parking_lot::{Mutex, MutexGuard};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use super::{CompileInfo, Plugin, cache::ArtifactCache};
-use crate::{
+use super::{
     outbox::Frame,
+    registry::{HeldSubscription, Registry, Rekey},
+    routes::RouteTable,
+};
+use crate::{
+    plugin::{CompileInfo, Plugin, PluginEngine, PluginFile, cache::ArtifactCache},
     protocol,
-    registry::{HeldSubscription, Rekey},
-    server::Host,
 };
 
-/// How long an upgrade or removal waits for calls still running on the old
-/// version before moving on.
+/// How long an upgrade or removal waits for operations still holding the
+/// old version before moving on.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub struct PluginManager {
+/// Loads plugin files into the route table, moving the registry's
+/// subscriptions along. It is handed only what it changes: the route table,
+/// the registry, and the engine (with the compile cache) that loads plugins.
+pub struct Reloader {
+    engine: PluginEngine,
     cache: Option<ArtifactCache>,
+    routes: Arc<RouteTable>,
+    registry: Arc<Registry>,
     files: Mutex<BTreeMap<PathBuf, FileState>>,
     /// One reconcile at a time.
     busy: tokio::sync::Mutex<()>,
@@ -59,6 +69,27 @@ struct FileState {
     /// route is freed.
     conflict: bool,
     attempted_at: Option<SystemTime>,
+}
+
+/// What reconciling one file does.
+enum Change {
+    /// The content is what the host already reconciled.
+    Unchanged,
+    /// The file is gone: the route it served (if any) goes too.
+    Forget,
+    /// A plugin for a route nobody serves.
+    Add(Arc<Plugin>),
+    /// A new version of the route this file already serves.
+    Upgrade { old: Arc<Plugin>, new: Arc<Plugin> },
+    /// The file now declares another route: its old route goes.
+    Move { old: Arc<Plugin>, new: Arc<Plugin> },
+    /// Not loaded. A conflict (another file serves the route) is retried
+    /// when that route is freed.
+    Reject {
+        sha256: String,
+        reason: String,
+        conflict: bool,
+    },
 }
 
 /// One plugin file, as `GET /api/v1/plugins` shows it.
@@ -84,10 +115,18 @@ pub struct PluginFileView {
     pub compile: Option<CompileInfo>,
 }
 
-impl PluginManager {
-    pub fn new(cache: Option<ArtifactCache>) -> Self {
-        PluginManager {
+impl Reloader {
+    pub fn new(
+        engine: PluginEngine,
+        cache: Option<ArtifactCache>,
+        routes: Arc<RouteTable>,
+        registry: Arc<Registry>,
+    ) -> Self {
+        Reloader {
+            engine,
             cache,
+            routes,
+            registry,
             files: Mutex::default(),
             busy: tokio::sync::Mutex::new(()),
         }
@@ -95,13 +134,13 @@ impl PluginManager {
 
     /// Reconcile every `*.wasm` in `dir`, in file-name order; the number of
     /// routes served afterwards.
-    pub async fn load_dir(&self, host: &Host, dir: &Path) -> anyhow::Result<usize> {
+    pub async fn load_dir(&self, dir: &Path) -> anyhow::Result<usize> {
         let files = wasm_files(dir)
             .map_err(|e| anyhow::anyhow!("cannot read plugins directory {}: {e}", dir.display()))?;
         for file in files {
-            self.reconcile(host, &file, None).await;
+            self.reconcile(&file, None).await;
         }
-        Ok(host.routes.snapshot().len())
+        Ok(self.routes.snapshot().len())
     }
 
     /// Every file the host knows, as of now (for a rescan).
@@ -111,12 +150,13 @@ impl PluginManager {
 
     /// Bring the route table in line with the file at `path`. `changed_at`
     /// is when the file last changed, for the latency log.
-    pub async fn reconcile(&self, host: &Host, path: &Path, changed_at: Option<Instant>) {
+    pub async fn reconcile(&self, path: &Path, changed_at: Option<Instant>) {
         if !is_plugin_file(path) {
             return;
         }
         let _busy = self.busy.lock().await;
-        let mut freed = self.reconcile_one(host, path, changed_at, false).await;
+        let change = self.plan(path, false).await;
+        let mut freed = self.apply(path, change, changed_at).await;
         // A freed route goes to the first rejected claimant in name order.
         let mut rounds = 0;
         while freed && rounds < 8 {
@@ -129,94 +169,116 @@ impl PluginManager {
                 .map(|(p, _)| p.clone())
                 .collect();
             for claimant in claimants {
-                freed |= self.reconcile_one(host, &claimant, None, true).await;
+                let change = self.plan(&claimant, true).await;
+                freed |= self.apply(&claimant, change, None).await;
             }
         }
     }
 
-    /// Returns whether a route was freed.
-    async fn reconcile_one(
-        &self,
-        host: &Host,
-        path: &Path,
-        changed_at: Option<Instant>,
-        retry: bool,
-    ) -> bool {
-        let bytes = match tokio::fs::read(path).await {
-            Ok(bytes) => bytes,
+    /// Decide what the file at `path` changes. `retry`: a rejected claimant
+    /// is tried again although its content did not change.
+    async fn plan(&self, path: &Path, retry: bool) -> Change {
+        let file = match PluginFile::read(path).await {
+            Ok(file) => file,
+            // A missing directory is not a removal: keep serving until it
+            // is back (the watcher rescans then).
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // A missing directory is not a removal: keep serving until
-                // it is back (the watcher rescans then).
                 let dir_exists = path.parent().is_some_and(Path::is_dir);
-                return dir_exists && self.forget(host, path).await;
+                return if dir_exists {
+                    Change::Forget
+                } else {
+                    Change::Unchanged
+                };
             }
             Err(e) => {
-                self.reject(path, String::new(), format!("cannot read file: {e}"), false);
-                return false;
+                return Change::Reject {
+                    sha256: String::new(),
+                    reason: format!("cannot read file: {e}"),
+                    conflict: false,
+                };
             }
         };
-        let sha256 = hex(&Sha256::digest(&bytes));
-        {
+        let (known, previous) = {
             let files = self.lock_files();
-            if let Some(state) = files.get(path)
-                && state.sha256 == sha256
-                && !(retry && state.conflict)
-            {
-                return false;
-            }
+            let state = files.get(path);
+            let known = state.is_some_and(|s| s.sha256 == file.sha256 && !(retry && s.conflict));
+            (known, state.and_then(|s| s.plugin.clone()))
+        };
+        if known {
+            return Change::Unchanged;
         }
-        let plugin = match host
-            .engine
-            .load_bytes(path, bytes, self.cache.as_ref())
-            .await
-        {
+        let sha256 = file.sha256.clone();
+        let new = match self.engine.load(file, self.cache.as_ref()).await {
             Ok(plugin) => Arc::new(plugin),
             Err(e) => {
-                self.reject(path, sha256, e.to_string(), false);
-                return false;
+                return Change::Reject {
+                    sha256,
+                    reason: e.to_string(),
+                    conflict: false,
+                };
             }
         };
-        let route = plugin.info.name.clone();
-        let owner = self
-            .lock_files()
+        if let Some(owner) = self.owner_of(&new.info.name, path) {
+            return Change::Reject {
+                sha256,
+                reason: format!(
+                    "route {:?} is already served by {} (the file serving a route keeps it)",
+                    new.info.name,
+                    owner.display()
+                ),
+                conflict: true,
+            };
+        }
+        match previous {
+            Some(old) if old.route == new.route => Change::Upgrade { old, new },
+            Some(old) => Change::Move { old, new },
+            None => Change::Add(new),
+        }
+    }
+
+    /// Apply `change` to the file at `path`; whether a route was freed.
+    async fn apply(&self, path: &Path, change: Change, changed_at: Option<Instant>) -> bool {
+        match change {
+            Change::Unchanged => false,
+            Change::Forget => self.forget(path).await,
+            Change::Reject {
+                sha256,
+                reason,
+                conflict,
+            } => {
+                self.reject(path, sha256, reason, conflict);
+                false
+            }
+            Change::Add(new) => {
+                self.set_serving(path, &new);
+                self.routes.insert(Arc::clone(&new));
+                log_live(&new, changed_at);
+                false
+            }
+            Change::Upgrade { old, new } => {
+                self.set_serving(path, &new);
+                self.upgrade(old, Arc::clone(&new)).await;
+                log_live(&new, changed_at);
+                false
+            }
+            Change::Move { old, new } => {
+                self.set_serving(path, &new);
+                self.remove_route(old).await;
+                self.routes.insert(Arc::clone(&new));
+                log_live(&new, changed_at);
+                true
+            }
+        }
+    }
+
+    /// The file other than `path` that serves `route`.
+    fn owner_of(&self, route: &str, path: &Path) -> Option<PathBuf> {
+        self.lock_files()
             .iter()
             .find(|(p, f)| {
                 p.as_path() != path && f.plugin.as_ref().is_some_and(|s| s.info.name == route)
             })
-            .map(|(p, _)| p.clone());
-        if let Some(owner) = owner {
-            self.reject(
-                path,
-                sha256,
-                format!(
-                    "route {route:?} is already served by {} (the file serving a route keeps it)",
-                    owner.display()
-                ),
-                true,
-            );
-            return false;
-        }
-        let previous = self.lock_files().get(path).and_then(|f| f.plugin.clone());
-        let mut freed = false;
-        match previous {
-            Some(old) if old.info.name == route => {
-                self.set_serving(path, sha256, Arc::clone(&plugin));
-                self.upgrade(host, old, Arc::clone(&plugin)).await;
-            }
-            other => {
-                if let Some(old) = other {
-                    // The file now declares another route: its old one goes.
-                    self.set_serving(path, sha256, Arc::clone(&plugin));
-                    self.remove_route(host, old).await;
-                    freed = true;
-                } else {
-                    self.set_serving(path, sha256, Arc::clone(&plugin));
-                }
-                host.routes.insert(Arc::clone(&plugin));
-            }
-        }
-        log_live(&plugin, changed_at);
-        freed
+            .map(|(p, _)| p.clone())
     }
 
     /// Replace `old` by `new` (same route) with no update lost or doubled.
@@ -225,29 +287,26 @@ impl PluginManager {
     /// again by the new version. Before the table swap each subscription is
     /// registered under its new keys as well as its old ones: a publication
     /// resolves its keys with exactly one version, so it reaches each
-    /// subscription once either way. Once calls on the old version have
-    /// finished, the old keys are dropped.
-    async fn upgrade(&self, host: &Host, old: Arc<Plugin>, new: Arc<Plugin>) {
-        let limits = &host.config.limits;
+    /// subscription once either way. Once operations on the old version
+    /// have finished, the old keys are dropped.
+    async fn upgrade(&self, old: Arc<Plugin>, new: Arc<Plugin>) {
         let mut resolved: HashMap<Arc<str>, Option<Vec<Arc<str>>>> = HashMap::new();
-        let held = host.registry.held_of_route(&new.info.name);
+        let held = self.registry.held_of_route(&new.info.name);
         for sub in &held {
-            if let Some(keys) = self.resolve(&mut resolved, &new, sub, limits).await {
-                host.registry.rekey(sub, &keys, &new.sha256, Rekey::Add);
+            if let Some(keys) = resolve(&mut resolved, &new, sub).await {
+                self.registry.rekey(sub, &keys, &new.sha256, Rekey::Add);
             }
         }
-        if let Some(replaced) = host.routes.insert(Arc::clone(&new)) {
-            drop(replaced);
-        }
-        drain(old).await;
+        self.routes.insert(Arc::clone(&new));
+        old.drained(DRAIN_TIMEOUT).await;
         // Includes subscriptions made on the old version during the swap.
-        for sub in host.registry.held_of_route(&new.info.name) {
+        for sub in self.registry.held_of_route(&new.info.name) {
             if *sub.resolved_by == *new.sha256 {
                 continue;
             }
-            if let Some(keys) = self.resolve(&mut resolved, &new, &sub, limits).await {
-                host.registry.rekey(&sub, &keys, &new.sha256, Rekey::Add);
-                host.registry.rekey(&sub, &keys, &new.sha256, Rekey::Retire);
+            if let Some(keys) = resolve(&mut resolved, &new, &sub).await {
+                self.registry.rekey(&sub, &keys, &new.sha256, Rekey::Add);
+                self.registry.rekey(&sub, &keys, &new.sha256, Rekey::Retire);
             }
         }
         tracing::info!(
@@ -257,42 +316,15 @@ impl PluginManager {
         );
     }
 
-    async fn resolve(
-        &self,
-        cache: &mut HashMap<Arc<str>, Option<Vec<Arc<str>>>>,
-        plugin: &Plugin,
-        sub: &HeldSubscription,
-        limits: &crate::config::Limits,
-    ) -> Option<Vec<Arc<str>>> {
-        if let Some(keys) = cache.get(&sub.request) {
-            return keys.clone();
-        }
-        let keys = match plugin.topics(&sub.request, limits).await {
-            Ok(s) => Some(s.keys),
-            Err(e) => {
-                // It keeps its old keys: publications addressed to them by
-                // topic still reach it.
-                tracing::warn!(
-                    route = %plugin.info.name,
-                    topic = %sub.topic,
-                    "new version cannot resolve an existing subscription: {e}"
-                );
-                None
-            }
-        };
-        cache.insert(Arc::clone(&sub.request), keys.clone());
-        keys
-    }
-
     /// The file at `path` is gone: stop serving its route.
-    async fn forget(&self, host: &Host, path: &Path) -> bool {
+    async fn forget(&self, path: &Path) -> bool {
         let Some(state) = self.lock_files().remove(path) else {
             return false;
         };
         match state.plugin {
             Some(plugin) => {
                 tracing::info!(file = %path.display(), route = %plugin.info.name, "plugin file removed");
-                self.remove_route(host, plugin).await;
+                self.remove_route(plugin).await;
                 true
             }
             None => false,
@@ -301,20 +333,16 @@ impl PluginManager {
 
     /// Take `plugin`'s route out of the table, end its subscriptions and
     /// tell their clients.
-    async fn remove_route(&self, host: &Host, plugin: Arc<Plugin>) {
+    async fn remove_route(&self, plugin: Arc<Plugin>) {
         let route = plugin.info.name.clone();
         // Only if the table still holds this very plugin.
-        if host
-            .routes
-            .get(&route)
-            .is_some_and(|p| Arc::ptr_eq(&p, &plugin))
-        {
-            host.routes.remove(&route);
+        if self.routes.is_serving(&plugin) {
+            self.routes.remove(&route);
         }
         // Subscribes and publishes already holding the plugin finish first,
         // so nothing reaches a client after its `route.removed`.
-        drain(plugin).await;
-        let ended = host.registry.remove_route(&route);
+        plugin.drained(DRAIN_TIMEOUT).await;
+        let ended = self.registry.remove_route(&route);
         let mut subscriptions = 0;
         for (outbox, topics) in &ended {
             subscriptions += topics.len();
@@ -324,11 +352,11 @@ impl PluginManager {
         tracing::info!(route = %route, clients = ended.len(), subscriptions, "route removed");
     }
 
-    fn set_serving(&self, path: &Path, sha256: String, plugin: Arc<Plugin>) {
+    fn set_serving(&self, path: &Path, plugin: &Arc<Plugin>) {
         let mut files = self.lock_files();
         let state = files.entry(path.to_path_buf()).or_default();
-        state.sha256 = sha256;
-        state.plugin = Some(plugin);
+        state.sha256 = plugin.sha256.to_string();
+        state.plugin = Some(Arc::clone(plugin));
         state.last_error = None;
         state.conflict = false;
         state.attempted_at = Some(SystemTime::now());
@@ -375,7 +403,7 @@ impl PluginManager {
                     status: if p.is_some() { "serving" } else { "rejected" },
                     route: p.map(|p| p.info.name.clone()),
                     version: p.map(|p| p.info.version.clone()),
-                    sha256: p.map(|p| p.sha256.clone()),
+                    sha256: p.map(|p| p.sha256.to_string()),
                     file_sha256: state.sha256.clone(),
                     loaded_at: p.map(|p| unix_ms(p.loaded_at)),
                     last_error: state.last_error.clone(),
@@ -386,18 +414,36 @@ impl PluginManager {
             .collect()
     }
 
-    fn lock_files(&self) -> std::sync::MutexGuard<'_, BTreeMap<PathBuf, FileState>> {
-        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock_files(&self) -> MutexGuard<'_, BTreeMap<PathBuf, FileState>> {
+        self.files.lock()
     }
 }
 
-/// Wait (bounded) until nothing but us holds `plugin`: calls that took it
-/// from the table before a swap have finished.
-async fn drain(plugin: Arc<Plugin>) {
-    let started = Instant::now();
-    while Arc::strong_count(&plugin) > 1 && started.elapsed() < DRAIN_TIMEOUT {
-        tokio::time::sleep(Duration::from_millis(2)).await;
+/// The keys `plugin` resolves an existing subscription's request to, asked
+/// once per distinct request.
+async fn resolve(
+    cache: &mut HashMap<Arc<str>, Option<Vec<Arc<str>>>>,
+    plugin: &Plugin,
+    sub: &HeldSubscription,
+) -> Option<Vec<Arc<str>>> {
+    if let Some(keys) = cache.get(&sub.request) {
+        return keys.clone();
     }
+    let keys = match plugin.topics(&sub.request).await {
+        Ok(s) => Some(s.keys),
+        Err(e) => {
+            // It keeps its old keys: publications addressed to them by key
+            // still reach it.
+            tracing::warn!(
+                route = %plugin.info.name,
+                topic = %sub.topic,
+                "new version cannot resolve an existing subscription: {e}"
+            );
+            None
+        }
+    };
+    cache.insert(Arc::clone(&sub.request), keys.clone());
+    keys
 }
 
 fn log_live(plugin: &Plugin, changed_at: Option<Instant>) {
@@ -405,7 +451,7 @@ fn log_live(plugin: &Plugin, changed_at: Option<Instant>) {
     tracing::info!(
         route = %plugin.info.name,
         version = %plugin.info.version,
-        delivery = ?plugin.delivery,
+        delivery = %plugin.delivery,
         file = %plugin.file.display(),
         sha256 = %&plugin.sha256[..12],
         cached = plugin.compile.cached,
@@ -437,22 +483,4 @@ pub fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Send `routes.changed` to every client whenever the route table changes.
-pub async fn announce_changes(host: Arc<Host>, mut changes: tokio::sync::watch::Receiver<u64>) {
-    while changes.changed().await.is_ok() {
-        let table = host.routes.snapshot();
-        let routes: Vec<(&str, &str)> = table
-            .values()
-            .map(|p| (p.info.name.as_str(), p.info.version.as_str()))
-            .collect();
-        let frame = Frame::from(protocol::routes_changed_frame(&routes));
-        let clients = host.connections.broadcast(&frame);
-        tracing::debug!(clients, routes = routes.len(), "announced routes.changed");
-    }
 }

@@ -14,14 +14,54 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex},
+    sync::Arc,
 };
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
-/// An encoded text frame; clones share the bytes.
-pub type Frame = Utf8Bytes;
+/// An encoded text frame: UTF-8 by construction (it is only made from a
+/// `String`); clones share the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame(Bytes);
+
+impl Frame {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The encoded bytes, for the socket.
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl From<String> for Frame {
+    fn from(text: String) -> Frame {
+        Frame(Bytes::from(text))
+    }
+}
+
+impl From<&'static str> for Frame {
+    fn from(text: &'static str) -> Frame {
+        Frame(Bytes::from_static(text.as_bytes()))
+    }
+}
+
+impl std::fmt::Display for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Why a connection is being closed by the host. Codes are documented in
 /// docs/limits.md.
@@ -96,7 +136,7 @@ struct State {
 }
 
 pub struct Outbox {
-    // A std mutex: held only to push or swap a deque, never across an await.
+    // A blocking mutex: held only to push or swap a deque, never across an await.
     state: Mutex<State>,
     ready: Notify,
     limit_bytes: usize,
@@ -159,7 +199,7 @@ impl Outbox {
         Ok(())
     }
 
-    fn overflow(&self, mut state: std::sync::MutexGuard<'_, State>) {
+    fn overflow(&self, mut state: MutexGuard<'_, State>) {
         // Logged here: the writer may be stuck on the full socket and only
         // send the close frame once the client reads again.
         tracing::info!(
@@ -219,11 +259,8 @@ impl Outbox {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding this lock cannot leave the deque invalid.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock()
     }
 }
 

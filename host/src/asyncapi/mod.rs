@@ -3,9 +3,14 @@
 //!
 //! [`build`] is a pure function of the routes (their info and schemas, plus
 //! the example topics their plugins resolved) and the server address, so it
-//! is unit-tested without a plugin. [`document`] gathers those inputs from a
-//! running [`Host`]; it runs per request (a few microseconds per route), so
-//! the document always matches the route table, including after a reload.
+//! is unit-tested without a plugin. [`document`] gathers those inputs from
+//! the plugins serving now; it runs per request (a few microseconds per
+//! route), so the document always matches the route table, including after
+//! a reload.
+//!
+//! * [`import`]: plugin schemas into `components.schemas`, `$ref`s rewritten.
+//! * [`examples`]: example values for a schema.
+//! * This module: the document's layout.
 //!
 //! Layout of the document:
 //!
@@ -14,26 +19,25 @@
 //!   (the client sends, the host replies with `<r>.<op>.response`) and
 //!   `<r>.update` (the host sends), each message being the whole frame
 //!   (envelope plus the route's own request or data schema);
-//! * host frames `error`, `route.removed` and `routes.changed`.
-//!
-//! Plugin schemas are JSON Schema (2020-12 or 07) with their own `$defs`.
-//! AsyncAPI resolves `$ref` against the whole document, so each schema is
-//! moved into `components.schemas` under route-prefixed names
-//! (`<route>.request`, `<route>.data`, `<route>.<Def>`) and its references are
-//! rewritten to match: two plugins may both define `$defs/Status` and keep
-//! distinct types. Host-defined schemas have no dot in their names; route
-//! ones always do, so the two never collide either.
+//! * host frames `error`, `route.removed` and `routes.changed`, whose
+//!   schemas are derived from the Rust types in [`crate::protocol`] and
+//!   whose examples are frames encoded by the functions the host sends
+//!   them with, so the document cannot drift from the wire.
 
-use std::{collections::BTreeMap, sync::Arc};
+mod examples;
+mod import;
 
-use axum::{
-    Json,
-    extract::State,
-    http::{HeaderMap, header},
-};
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 
-use crate::{plugin::RouteInfo, protocol::Problem, server::Host};
+pub use examples::example_value;
+use import::Schemas;
+
+use crate::{
+    plugin::{Plugin, Problem, RouteInfo},
+    protocol::{self, Operation},
+};
 
 /// The channel every frame travels on.
 pub const CHANNEL: &str = "ws";
@@ -50,47 +54,33 @@ pub struct RouteEntry {
     /// The topic the example request resolves to, when the plugin answered;
     /// otherwise examples show a placeholder topic.
     pub example_topic: Option<String>,
-    /// The routing keys of the example request, when they differ from the topic.
-    pub example_keys: Option<Vec<String>>,
+    /// The routing keys of the example request.
+    pub example_keys: Vec<Arc<str>>,
     /// What validating a non-object request reports (a real error example).
     pub example_problems: Vec<Problem>,
 }
 
-/// `GET /api/v1/ws/asyncapi.json`.
-pub async fn handler(State(host): State<Arc<Host>>, headers: HeaderMap) -> Json<Value> {
-    // The document names the address the client reached us by; behind a
-    // proxy or with `--listen 0.0.0.0:...` the listen address is useless.
-    let listen = host.config.listen.to_string();
-    let server_host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty())
-        .unwrap_or(&listen);
-    Json(document(&host, server_host).await)
-}
-
-/// The document for the routes `host` serves right now.
-pub async fn document(host: &Host, server_host: &str) -> Value {
-    let table = host.routes.snapshot();
-    let mut entries = Vec::with_capacity(table.len());
-    for plugin in table.values() {
-        let request = example_value(&plugin.request_schema, false);
+/// The document for `plugins`, served at `server_host` (`host:port`).
+pub async fn document<'a>(
+    plugins: impl IntoIterator<Item = &'a Arc<Plugin>>,
+    server_host: &str,
+) -> Value {
+    let mut entries = Vec::new();
+    for plugin in plugins {
+        let request = example_value(&plugin.request_schema.source, false);
         let resolved = match serde_json::to_string(&request) {
-            Ok(text) => plugin.topics(&text, &host.config.limits).await.ok(),
+            Ok(text) => plugin.topics(&text).await.ok(),
             Err(_) => None,
         };
-        let example_keys = resolved.as_ref().and_then(|s| {
-            (s.keys.len() != 1 || s.keys[0] != s.topic)
-                .then(|| s.keys.iter().map(|k| k.to_string()).collect())
-        });
         entries.push(RouteEntry {
             info: plugin.info.clone(),
-            request_schema: plugin.request_schema.clone(),
-            data_schema: plugin.data_schema.clone(),
-            example_topic: resolved.map(|s| s.topic.to_string()),
-            example_keys,
+            request_schema: plugin.request_schema.source.clone(),
+            data_schema: plugin.data_schema.source.clone(),
+            example_topic: resolved.as_ref().map(|s| s.topic.to_string()),
+            example_keys: resolved.map(|s| s.keys).unwrap_or_default(),
             example_problems: plugin
-                .validate_request(&json!([]))
+                .request_schema
+                .check(&json!([]))
                 .err()
                 .unwrap_or_default(),
         });
@@ -232,30 +222,25 @@ fn add_route(
         .iter()
         .map(|t| json!({ "name": t }))
         .collect();
-    let ok_reply = |op: &str, message: &str, keys: Option<&Vec<String>>| {
-        let mut reply = json!({ "status": "ok", "message": message, "topic": topic });
-        if let Some(keys) = keys {
-            reply["topics"] = json!(keys);
-        }
-        json!({ "type": format!("{name}.{op}.response"), "payload": reply })
+    // The replies the host sends, encoded by the functions it sends them with.
+    let ok_reply = |op: Operation| {
+        let keys: &[Arc<str>] = match op {
+            Operation::Subscribe => &route.example_keys,
+            Operation::Unsubscribe => &[],
+        };
+        frame_value(&protocol::ok_reply(name, op, &topic, keys))
     };
-    let error_reply = |op: &str| {
+    let error_reply = |op: Operation| {
         let problems = &route.example_problems;
-        // The message the host sends for these problems (see session.rs).
-        let mut reply = json!({
-            "status": "error",
-            "message": crate::protocol::describe("invalid request", problems),
-        });
-        if !problems.is_empty() {
-            reply["errors"] = json!(problems);
-        }
-        json!({ "type": format!("{name}.{op}.response"), "payload": reply })
+        let message = protocol::describe("invalid request", problems);
+        frame_value(&protocol::error_reply(name, op, &message, problems))
     };
 
-    for (op, verb, message_text) in [
-        ("subscribe", "Subscribe to", "Subscribed"),
-        ("unsubscribe", "Unsubscribe from", "Unsubscribed"),
+    for (operation, verb, message_text) in [
+        (Operation::Subscribe, "Subscribe to", "Subscribed"),
+        (Operation::Unsubscribe, "Unsubscribe from", "Unsubscribed"),
     ] {
+        let op = operation.as_str();
         let ty = format!("{name}.{op}");
         let reply_ty = format!("{ty}.response");
         messages.insert(
@@ -275,9 +260,6 @@ fn add_route(
                 "x-route": x_route,
             }),
         );
-        let keys = (op == "subscribe")
-            .then_some(route.example_keys.as_ref())
-            .flatten();
         messages.insert(
             reply_ty.clone(),
             json!({
@@ -290,8 +272,8 @@ fn add_route(
                 "tags": tags,
                 "payload": envelope(&reply_ty, schema_ref("Reply")),
                 "examples": [
-                    { "name": "ok", "summary": message_text, "payload": ok_reply(op, message_text, keys) },
-                    { "name": "error", "summary": "The request does not match the route's schema", "payload": error_reply(op) },
+                    { "name": "ok", "summary": message_text, "payload": ok_reply(operation) },
+                    { "name": "error", "summary": "The request does not match the route's schema", "payload": error_reply(operation) },
                 ],
                 "x-route": x_route,
             }),
@@ -339,7 +321,7 @@ fn add_route(
             "examples": [{
                 "name": "update",
                 "summary": format!("One {name} update"),
-                "payload": { "type": ty, "payload": { "topic": topic, "payload": data } },
+                "payload": frame_value(&protocol::update_frame(name, &topic, &data.to_string())),
             }],
             "x-route": x_route,
         }),
@@ -359,8 +341,18 @@ fn add_route(
     );
 }
 
+/// A frame the host encodes, as a document value (for examples).
+fn frame_value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
 /// Frames the host sends that belong to no route.
 fn add_host_frames(messages: &mut Map<String, Value>, operations: &mut Map<String, Value>) {
+    let not_json = protocol::parse_command("")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    let example_topic = r#"bars:{"resolution":"1","symbol":"AAPL"}"#;
     let frames = [
         (
             "error",
@@ -368,18 +360,14 @@ fn add_host_frames(messages: &mut Map<String, Value>, operations: &mut Map<Strin
             "A frame the host could not attribute to a route operation (not JSON, no `type`, \
              an unknown operation, a binary frame). The connection stays open.",
             "ErrorPayload",
-            json!({ "status": "error", "message": "frame is not valid JSON: expected value at line 1 column 1" }),
+            protocol::error_frame(&not_json),
         ),
         (
             "route.removed",
             "Route removed",
             "A route this connection was subscribed to was removed; its subscriptions have ended.",
             "RouteRemoved",
-            json!({
-                "route": "bars",
-                "message": "route \"bars\" was removed; its subscriptions have ended",
-                "topics": ["bars:{\"resolution\":\"1\",\"symbol\":\"AAPL\"}"],
-            }),
+            protocol::route_removed_frame("bars", &[example_topic]),
         ),
         (
             "routes.changed",
@@ -387,7 +375,7 @@ fn add_host_frames(messages: &mut Map<String, Value>, operations: &mut Map<Strin
             "The set of routes changed (a plugin was added, upgraded or removed). \
              Fetch this document again for the new schemas.",
             "RoutesChanged",
-            json!({ "routes": [{ "name": "bars", "version": "0.1.0" }] }),
+            protocol::routes_changed_frame(&[("bars", "0.1.0")]),
         ),
     ];
     for (ty, title, summary, schema, example) in frames {
@@ -399,7 +387,7 @@ fn add_host_frames(messages: &mut Map<String, Value>, operations: &mut Map<Strin
                 "summary": summary,
                 "contentType": "application/json",
                 "payload": envelope(ty, schema_ref(schema)),
-                "examples": [{ "name": ty, "payload": { "type": ty, "payload": example } }],
+                "examples": [{ "name": ty, "payload": frame_value(&example) }],
             }),
         );
         operations.insert(
@@ -415,360 +403,23 @@ fn add_host_frames(messages: &mut Map<String, Value>, operations: &mut Map<Strin
     }
 }
 
-/// Schemas of the host's own frames (see `protocol.rs`).
+/// Schemas of the host's own frames, derived from the types that encode
+/// them (see `protocol.rs`), as draft-07 schemas (what AsyncAPI uses) under
+/// `components.schemas`.
 fn host_schemas() -> Map<String, Value> {
-    let schemas = json!({
-        "Problem": {
-            "type": "object",
-            "description": "One problem found in a request.",
-            "required": ["path", "message"],
-            "properties": {
-                "path": { "type": "string", "description": "JSON pointer to the offending value (\"\" is the whole request)." },
-                "message": { "type": "string" },
-            },
-        },
-        "ReplyOk": {
-            "type": "object",
-            "required": ["status", "message", "topic"],
-            "properties": {
-                "status": { "type": "string", "const": "ok" },
-                "message": { "type": "string", "description": "\"Subscribed\" or \"Unsubscribed\"." },
-                "topic": { "type": "string", "description": "The subscription's topic; update frames carry it in `payload.topic`." },
-                "topics": {
-                    "type": "array",
-                    "items": { "type": "string" },
-                    "description": "The routing keys, present when they differ from `[topic]`.",
-                },
-            },
-        },
-        "ReplyError": {
-            "type": "object",
-            "required": ["status", "message"],
-            "properties": {
-                "status": { "type": "string", "const": "error" },
-                "message": { "type": "string", "description": "What went wrong, for people." },
-                "errors": {
-                    "type": "array",
-                    "items": { "$ref": "#/components/schemas/Problem" },
-                    "description": "Each schema violation, when the request did not match the route's schema.",
-                },
-            },
-        },
-        "Reply": {
-            "description": "The answer to a subscribe or unsubscribe.",
-            "oneOf": [
-                { "$ref": "#/components/schemas/ReplyOk" },
-                { "$ref": "#/components/schemas/ReplyError" },
-            ],
-        },
-        "ErrorPayload": {
-            "type": "object",
-            "required": ["status", "message"],
-            "properties": {
-                "status": { "type": "string", "const": "error" },
-                "message": { "type": "string" },
-            },
-        },
-        "RouteRemoved": {
-            "type": "object",
-            "required": ["route", "message", "topics"],
-            "properties": {
-                "route": { "type": "string" },
-                "message": { "type": "string" },
-                "topics": { "type": "array", "items": { "type": "string" }, "description": "The subscriptions that ended." },
-            },
-        },
-        "RouteVersion": {
-            "type": "object",
-            "required": ["name", "version"],
-            "properties": {
-                "name": { "type": "string" },
-                "version": { "type": "string" },
-            },
-        },
-        "RoutesChanged": {
-            "type": "object",
-            "required": ["routes"],
-            "properties": {
-                "routes": { "type": "array", "items": { "$ref": "#/components/schemas/RouteVersion" } },
-            },
-        },
-    });
-    match schemas {
-        Value::Object(map) => map,
-        _ => Map::new(),
+    let mut settings = schemars::generate::SchemaSettings::draft07();
+    settings.definitions_path = "/components/schemas".into();
+    let mut generator = settings.into_generator();
+    for schema in [
+        generator.subschema_for::<protocol::Reply<'static>>(),
+        generator.subschema_for::<protocol::ErrorPayload<'static>>(),
+        generator.subschema_for::<protocol::RouteRemoved<'static>>(),
+        generator.subschema_for::<protocol::RoutesChanged<'static>>(),
+    ] {
+        // Each is a `$ref` to a definition the generator now holds.
+        debug_assert!(schema.get("$ref").is_some());
     }
-}
-
-/// `components.schemas` under construction.
-#[derive(Default)]
-struct Schemas {
-    map: Map<String, Value>,
-    /// The plugin's original text of each imported `$defs` entry, so that
-    /// the request and data schemas of one route share an identical def.
-    origin: BTreeMap<String, Value>,
-}
-
-impl Schemas {
-    /// Move `schema` (with its `$defs`) into the components under names
-    /// prefixed by `route`; returns the key of the root schema.
-    fn import(&mut self, route: &str, role: &str, schema: &Value) -> String {
-        let root_key = self.free_key(&format!("{route}.{role}"));
-        let mut root = schema.clone();
-        let mut defs = Map::new();
-        if let Value::Object(obj) = &mut root {
-            for keyword in ["$defs", "definitions"] {
-                if let Some(Value::Object(d)) = obj.remove(keyword) {
-                    for (name, def) in d {
-                        defs.insert(format!("{keyword}\u{0}{name}"), def);
-                    }
-                }
-            }
-            // Meta keywords of a standalone schema mean nothing inside the
-            // document (and `$id` would change how references resolve).
-            obj.remove("$schema");
-            obj.remove("$id");
-        }
-        // Reserve the root key before naming defs, so a def called like the
-        // role gets another name.
-        self.map.insert(root_key.clone(), Value::Null);
-
-        let mut names: BTreeMap<String, String> = BTreeMap::new();
-        for (tagged, def) in &defs {
-            let name = tagged.split('\u{0}').nth(1).unwrap_or_default();
-            let wanted = format!("{route}.{}", sanitize(name));
-            let key = match self.origin.get(&wanted) {
-                Some(original) if original == def => wanted,
-                _ => {
-                    let key = self.free_key(&wanted);
-                    self.map.insert(key.clone(), Value::Null);
-                    key
-                }
-            };
-            names.insert(tagged.clone(), key);
-        }
-
-        let rewrite = |v: &mut Value| rewrite_refs(v, &root_key, &names);
-        rewrite(&mut root);
-        self.map.insert(root_key.clone(), root);
-        for (tagged, def) in defs {
-            let key = names[&tagged].clone();
-            if self.origin.contains_key(&key) {
-                continue;
-            }
-            let mut converted = def.clone();
-            rewrite(&mut converted);
-            self.origin.insert(key.clone(), def);
-            self.map.insert(key, converted);
-        }
-        root_key
-    }
-
-    fn free_key(&self, wanted: &str) -> String {
-        if !self.map.contains_key(wanted) {
-            return wanted.to_owned();
-        }
-        (2..)
-            .map(|n| format!("{wanted}_{n}"))
-            .find(|k| !self.map.contains_key(k))
-            .unwrap_or_else(|| wanted.to_owned())
-    }
-}
-
-/// AsyncAPI component keys allow `[A-Za-z0-9._-]` only.
-fn sanitize(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.is_empty() { "_".to_owned() } else { s }
-}
-
-/// Keywords whose values are data, not schemas: never rewritten.
-const DATA_KEYWORDS: [&str; 5] = ["const", "default", "enum", "examples", "example"];
-
-/// Point every local `$ref` of a plugin schema at the components, and turn
-/// JSON Schema 2020-12 constructs into their draft-07 equivalents, which is
-/// what AsyncAPI schemas are.
-fn rewrite_refs(value: &mut Value, root_key: &str, names: &BTreeMap<String, String>) {
-    match value {
-        Value::Object(obj) => {
-            // Children first: the `allOf` wrapper made below must not be
-            // rewritten a second time.
-            for (key, child) in obj.iter_mut() {
-                if !DATA_KEYWORDS.contains(&key.as_str()) {
-                    rewrite_refs(child, root_key, names);
-                }
-            }
-            if let Some(Value::String(r)) = obj.get("$ref") {
-                let target = map_ref(r, root_key, names);
-                if obj.len() == 1 {
-                    obj.insert("$ref".to_owned(), Value::String(target));
-                } else {
-                    // Draft 07 ignores keywords beside `$ref` (2020-12 does
-                    // not): keep them by wrapping the reference in `allOf`.
-                    obj.remove("$ref");
-                    obj.insert("allOf".to_owned(), json!([{ "$ref": target }]));
-                }
-            }
-            if let Some(prefix) = obj.remove("prefixItems") {
-                if let Some(rest) = obj.remove("items") {
-                    obj.insert("additionalItems".to_owned(), rest);
-                }
-                obj.insert("items".to_owned(), prefix);
-            }
-        }
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|v| rewrite_refs(v, root_key, names)),
-        _ => {}
-    }
-}
-
-fn map_ref(reference: &str, root_key: &str, names: &BTreeMap<String, String>) -> String {
-    let Some(pointer) = reference.strip_prefix('#') else {
-        // Plugins must be self-contained; a remote reference cannot be
-        // fetched by the host or by clients reading the document.
-        return format!("#/components/schemas/{root_key}");
-    };
-    let segments: Vec<String> = pointer
-        .split('/')
-        .skip(1)
-        .map(|s| percent_decode(s).replace("~1", "/").replace("~0", "~"))
-        .collect();
-    if let [keyword, name, rest @ ..] = segments.as_slice()
-        && let Some(key) = names.get(&format!("{keyword}\u{0}{name}"))
-    {
-        return pointer_to(key, rest);
-    }
-    pointer_to(root_key, &segments)
-}
-
-fn pointer_to(key: &str, rest: &[String]) -> String {
-    let mut out = format!("#/components/schemas/{key}");
-    for seg in rest {
-        out.push('/');
-        out.push_str(&seg.replace('~', "~0").replace('/', "~1"));
-    }
-    out
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(hex) = std::str::from_utf8(&bytes[i + 1..i + 3])
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
-}
-
-/// An example value for `schema` (a plugin schema, with its own `$defs`):
-/// its `examples`, `default`, `const` or first `enum` value where it has
-/// one, otherwise a value of its type. For a request (`all == false`)
-/// objects get their required properties and those with a default or an
-/// example; for data, every property.
-pub fn example_value(schema: &Value, all: bool) -> Value {
-    example_at(schema, schema, all, 0)
-}
-
-fn example_at(root: &Value, schema: &Value, all: bool, depth: usize) -> Value {
-    if depth > 12 {
-        return Value::Null;
-    }
-    let Value::Object(obj) = schema else {
-        return Value::Null;
-    };
-    if let Some(Value::Array(examples)) = obj.get("examples")
-        && let Some(first) = examples.first()
-    {
-        return first.clone();
-    }
-    for keyword in ["example", "default", "const"] {
-        if let Some(v) = obj.get(keyword) {
-            return v.clone();
-        }
-    }
-    if let Some(Value::Array(values)) = obj.get("enum")
-        && let Some(first) = values.first()
-    {
-        return first.clone();
-    }
-    if let Some(Value::String(r)) = obj.get("$ref") {
-        let target = r
-            .strip_prefix('#')
-            .and_then(|p| root.pointer(&percent_decode(p)));
-        return target.map_or(Value::Null, |t| example_at(root, t, all, depth + 1));
-    }
-    for keyword in ["allOf", "oneOf", "anyOf"] {
-        if let Some(Value::Array(options)) = obj.get(keyword)
-            && let Some(first) = options
-                .iter()
-                .find(|o| o.get("type") != Some(&json!("null")))
-        {
-            return example_at(root, first, all, depth + 1);
-        }
-    }
-    let ty = match obj.get("type") {
-        Some(Value::String(t)) => t.as_str(),
-        Some(Value::Array(types)) => types
-            .iter()
-            .filter_map(Value::as_str)
-            .find(|t| *t != "null")
-            .unwrap_or("null"),
-        _ if obj.contains_key("properties") => "object",
-        _ => "",
-    };
-    match ty {
-        "object" => {
-            let required: Vec<&str> = obj
-                .get("required")
-                .and_then(Value::as_array)
-                .map(|r| r.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            let mut out = Map::new();
-            if let Some(Value::Object(props)) = obj.get("properties") {
-                for (name, prop) in props {
-                    let documented = ["default", "examples", "example"]
-                        .iter()
-                        .any(|k| prop.get(k).is_some());
-                    if all || documented || required.contains(&name.as_str()) {
-                        out.insert(name.clone(), example_at(root, prop, all, depth + 1));
-                    }
-                }
-            }
-            Value::Object(out)
-        }
-        "array" => match obj.get("items") {
-            Some(items @ Value::Object(_)) => json!([example_at(root, items, all, depth + 1)]),
-            _ => json!([]),
-        },
-        "string" => match obj.get("format").and_then(Value::as_str) {
-            Some("date-time") => json!("2024-01-02T15:04:05Z"),
-            Some("date") => json!("2024-01-02"),
-            _ => json!("string"),
-        },
-        "integer" => obj.get("minimum").cloned().unwrap_or(json!(0)),
-        "number" => obj.get("minimum").cloned().unwrap_or(json!(0.0)),
-        "boolean" => json!(false),
-        _ => Value::Null,
-    }
+    generator.take_definitions(true)
 }
 
 #[cfg(test)]
@@ -786,7 +437,7 @@ mod tests {
             request_schema: request,
             data_schema: data,
             example_topic: None,
-            example_keys: None,
+            example_keys: vec![],
             example_problems: vec![],
         }
     }

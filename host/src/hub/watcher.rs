@@ -1,6 +1,6 @@
 //! Watching the plugins directory: file events in, "reconcile this path"
 //! out. Everything else (loading, swapping, removing) is the
-//! [`PluginManager`](crate::plugin::manager::PluginManager)'s.
+//! [`Reloader`]'s.
 //!
 //! A path is handed on once it has *settled*: no event for [`QUIET`]
 //! ([`QUIET_COMPLETE`] after a close-after-write or a rename into place),
@@ -26,12 +26,9 @@ use notify::{
     EventKind, RecursiveMode, Watcher,
     event::{AccessKind, AccessMode, ModifyKind},
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use crate::{
-    plugin::manager::{is_plugin_file, wasm_files},
-    server::Host,
-};
+use super::reload::{Reloader, is_plugin_file, wasm_files};
 
 /// Quiet period after the last event before a file is reconciled.
 pub const QUIET: Duration = Duration::from_millis(100);
@@ -53,18 +50,20 @@ struct Pending {
     complete: bool,
 }
 
-/// Watch `dir` until the host shuts down. The watch is in place when this
-/// returns: start it before loading the directory, so that no change
-/// between loading and watching goes unseen.
-pub fn spawn(host: Arc<Host>, dir: PathBuf) -> tokio::task::JoinHandle<()> {
+/// Watch `dir` until `shutdown` turns true, handing settled paths to
+/// `reloader`. The watch is in place when this returns: start it before
+/// loading the directory, so that no change between loading and watching
+/// goes unseen.
+pub fn spawn(
+    reloader: Arc<Reloader>,
+    dir: PathBuf,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     let (settled_tx, mut settled_rx) = mpsc::unbounded_channel::<(PathBuf, Option<Instant>)>();
-    let reconciler = Arc::clone(&host);
+    let reconciler = Arc::clone(&reloader);
     tokio::spawn(async move {
         while let Some((path, changed_at)) = settled_rx.recv().await {
-            reconciler
-                .plugins
-                .reconcile(&reconciler, &path, changed_at)
-                .await;
+            reconciler.reconcile(&path, changed_at).await;
         }
     });
     let (event_tx, events) = mpsc::unbounded_channel();
@@ -87,7 +86,7 @@ pub fn spawn(host: Arc<Host>, dir: PathBuf) -> tokio::task::JoinHandle<()> {
         watcher,
         watched,
     };
-    tokio::spawn(watch(host, dir, state, events, settled_tx))
+    tokio::spawn(follow(reloader, dir, state, events, settled_tx, shutdown))
 }
 
 struct WatchState {
@@ -108,12 +107,13 @@ fn make_watcher(
     Ok(watcher)
 }
 
-async fn watch(
-    host: Arc<Host>,
+async fn follow(
+    reloader: Arc<Reloader>,
     dir: PathBuf,
     state: WatchState,
     mut events: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
     settled: mpsc::UnboundedSender<(PathBuf, Option<Instant>)>,
+    mut shutdown: watch::Receiver<bool>,
 ) {
     let WatchState {
         event_tx,
@@ -124,7 +124,6 @@ async fn watch(
     let mut pending: HashMap<PathBuf, Pending> = HashMap::new();
     let mut tick = tokio::time::interval(TICK);
     let mut last_dir_check = Instant::now() - DIR_CHECK;
-    let mut shutdown = host.shutdown_signal();
     loop {
         tokio::select! {
             event = events.recv() => {
@@ -159,7 +158,7 @@ async fn watch(
                             missing_logged = false;
                             // Catch up with whatever happened unwatched,
                             // through the same quiet period as events.
-                            let mut paths = host.plugins.known_files();
+                            let mut paths = reloader.known_files();
                             paths.extend(wasm_files(&dir).unwrap_or_default());
                             for path in paths {
                                 pending.entry(path).or_insert(Pending {

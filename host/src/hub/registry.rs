@@ -18,17 +18,23 @@
 //! plugin is replaced the host can re-resolve every subscription with the
 //! new plugin (its keys may change, its topic does not), and when a route is
 //! removed it can end them, without asking each connection.
+//!
+//! Both indexes are private: callers see one facade ([`Registry::add`],
+//! [`Registry::remove`], [`Registry::remove_conn`], [`Registry::rekey`],
+//! [`Registry::remove_route`], [`Registry::publish`]) that keeps them in
+//! step. Lock order, everywhere: a connection shard, then key shards, one
+//! at a time; a publication takes key shards only.
 
 use std::{
     collections::{HashMap, HashSet},
     hash::{BuildHasher, RandomState},
-    sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard},
+    sync::Arc,
 };
 
-use crate::{
-    outbox::{Frame, Outbox, PushError},
-    protocol,
-};
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::outbox::{Frame, Outbox, PushError};
+use crate::{plugin::DeliveryPolicy, protocol};
 
 /// Identifies a connection for its lifetime.
 pub type ConnId = u64;
@@ -144,7 +150,7 @@ impl Registry {
         if held.contains_key(new.topic) {
             return false;
         }
-        self.subscribe(new.route, new.topic, new.keys, new.conn, new.outbox);
+        self.attach(new.route, new.topic, new.keys, new.conn, new.outbox);
         held.insert(
             Arc::clone(new.topic),
             Held {
@@ -182,7 +188,7 @@ impl Registry {
             }
         };
         let h = held.remove(&name)?;
-        self.unsubscribe(&name, &h.keys, conn);
+        self.detach(&name, &h.keys, conn);
         if held.is_empty() {
             conns.remove(&conn);
         }
@@ -205,7 +211,7 @@ impl Registry {
     pub fn remove_conn(&self, conn: ConnId) {
         let held = self.conns_of(conn).remove(&conn);
         for (topic, h) in held.into_iter().flatten() {
-            self.unsubscribe(&topic, &h.keys, conn);
+            self.detach(&topic, &h.keys, conn);
         }
     }
 
@@ -213,7 +219,7 @@ impl Registry {
     pub fn held_of_route(&self, route: &str) -> Vec<HeldSubscription> {
         let mut found = Vec::new();
         for shard in self.conns.iter() {
-            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let shard = shard.lock();
             for (conn, held) in shard.iter() {
                 for (topic, h) in held.iter().filter(|(_, h)| &*h.route == route) {
                     found.push(HeldSubscription {
@@ -251,13 +257,13 @@ impl Registry {
                     .filter(|k| !h.keys.contains(k))
                     .cloned()
                     .collect();
-                self.subscribe(&h.route, &sub.topic, &added, sub.conn, &h.outbox);
+                self.attach(&h.route, &sub.topic, &added, sub.conn, &h.outbox);
                 h.keys.extend(added);
             }
             Rekey::Retire => {
                 let (keep, retired): (Vec<_>, Vec<_>) =
                     h.keys.drain(..).partition(|k| keys.contains(k));
-                self.unsubscribe(&sub.topic, &retired, sub.conn);
+                self.detach(&sub.topic, &retired, sub.conn);
                 h.keys = keep;
                 h.resolved_by = Arc::from(resolved_by);
             }
@@ -269,7 +275,7 @@ impl Registry {
     pub fn remove_route(&self, route: &str) -> Vec<(Arc<Outbox>, Vec<Arc<str>>)> {
         let mut ended = Vec::new();
         for shard in self.conns.iter() {
-            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let mut shard = shard.lock();
             for (conn, held) in shard.iter_mut() {
                 let topics: Vec<Arc<str>> = held
                     .iter()
@@ -279,8 +285,7 @@ impl Registry {
                 let mut outbox = None;
                 for topic in &topics {
                     if let Some(h) = held.remove(topic) {
-                        // Lock order everywhere: a conns shard, then key shards.
-                        self.unsubscribe(topic, &h.keys, *conn);
+                        self.detach(topic, &h.keys, *conn);
                         outbox = Some(h.outbox);
                     }
                 }
@@ -294,7 +299,7 @@ impl Registry {
     }
 
     /// Register `(conn, topic)` under each of `keys`. Idempotent.
-    pub fn subscribe(
+    fn attach(
         &self,
         route: &Arc<str>,
         topic: &Arc<str>,
@@ -318,7 +323,7 @@ impl Registry {
 
     /// Remove `(conn, topic)` from each of `keys`. Removing what is not
     /// there is a no-op.
-    pub fn unsubscribe(&self, topic: &str, keys: &[Arc<str>], conn: ConnId) {
+    fn detach(&self, topic: &str, keys: &[Arc<str>], conn: ConnId) {
         for key in keys {
             let mut shard = self.write(key);
             let Some(entry) = shard.get_mut(&**key) else {
@@ -338,19 +343,9 @@ impl Registry {
 
     /// Queue `data` (compact JSON) to every subscription reached by `keys`.
     /// A subscription reached by several of the keys receives it once.
-    pub fn publish<K: AsRef<str>>(&self, keys: &[K], data: &str) -> FanOut {
-        self.publish_with(keys, data, false)
-    }
-
-    /// [`Registry::publish`]; with `latest_value`, a slow subscriber's queued
-    /// update of the same topic is replaced instead of the subscriber being
-    /// disconnected (the route's delivery policy).
-    pub fn publish_with<K: AsRef<str>>(
-        &self,
-        keys: &[K],
-        data: &str,
-        latest_value: bool,
-    ) -> FanOut {
+    /// `policy` decides what happens to a subscriber whose queue is full.
+    pub fn publish<K: AsRef<str>>(&self, keys: &[K], data: &str, policy: DeliveryPolicy) -> FanOut {
+        let latest_value = policy == DeliveryPolicy::LatestValue;
         let mut out = FanOut::default();
         if let [key] = keys {
             let shard = self.read(key.as_ref());
@@ -402,37 +397,13 @@ impl Registry {
         self.read(key).contains_key(key)
     }
 
-    /// Every `(connection, topic)` subscribed to a key of `route`.
-    pub fn subscriptions_of_route(&self, route: &str) -> Vec<(ConnId, Arc<Outbox>, Arc<str>)> {
-        let mut found = Vec::new();
-        let mut seen = HashSet::new();
-        for shard in self.shards.iter() {
-            let shard = shard.read().unwrap_or_else(|p| p.into_inner());
-            for entry in shard.values().filter(|e| &*e.route == route) {
-                for (topic, group) in &entry.groups {
-                    for (conn, outbox) in &group.members {
-                        if seen.insert((*conn, Arc::clone(topic))) {
-                            found.push((*conn, Arc::clone(outbox), Arc::clone(topic)));
-                        }
-                    }
-                }
-            }
-        }
-        found
-    }
-
     /// Total number of keys with at least one subscriber.
     pub fn key_count(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.read().unwrap_or_else(|p| p.into_inner()).len())
-            .sum()
+        self.shards.iter().map(|s| s.read().len()).sum()
     }
 
     fn conns_of(&self, conn: ConnId) -> MutexGuard<'_, ConnShard> {
-        self.conns[(conn as usize) % SHARDS]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.conns[(conn as usize) % SHARDS].lock()
     }
 
     fn shard_of(&self, key: &str) -> &RwLock<Shard> {
@@ -440,14 +411,11 @@ impl Registry {
     }
 
     fn read(&self, key: &str) -> RwLockReadGuard<'_, Shard> {
-        // The maps stay consistent even if a holder panicked: recover.
-        self.shard_of(key).read().unwrap_or_else(|p| p.into_inner())
+        self.shard_of(key).read()
     }
 
     fn write(&self, key: &str) -> RwLockWriteGuard<'_, Shard> {
-        self.shard_of(key)
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+        self.shard_of(key).write()
     }
 }
 
@@ -463,6 +431,8 @@ fn deliver(outbox: &Outbox, frame: &Frame, latest: Option<&Arc<str>>, out: &mut 
 mod tests {
     use super::*;
     use std::collections::VecDeque;
+
+    const QUEUE_ALL: DeliveryPolicy = DeliveryPolicy::QueueAll;
 
     fn arc(s: &str) -> Arc<str> {
         Arc::from(s)
@@ -487,21 +457,21 @@ mod tests {
         );
         let route = arc("q");
         // a: one subscription reached by keys k1 and k2; b: reached by k1 only.
-        reg.subscribe(&route, &arc("q:ab"), &[arc("q:a"), arc("q:b")], 1, &a);
-        reg.subscribe(&route, &arc("q:a"), &[arc("q:a")], 2, &b);
-        assert_eq!(reg.publish(&["q:a"], "1").delivered, 2);
-        assert_eq!(reg.publish(&["q:a", "q:b"], "2").delivered, 2);
+        reg.attach(&route, &arc("q:ab"), &[arc("q:a"), arc("q:b")], 1, &a);
+        reg.attach(&route, &arc("q:a"), &[arc("q:a")], 2, &b);
+        assert_eq!(reg.publish(&["q:a"], "1", QUEUE_ALL).delivered, 2);
+        assert_eq!(reg.publish(&["q:a", "q:b"], "2", QUEUE_ALL).delivered, 2);
         let got_a = drain(&a).await;
         assert_eq!(got_a.len(), 2);
         assert!(got_a.iter().all(|f| f.contains(r#""topic":"q:ab""#)));
         assert_eq!(drain(&b).await.len(), 2);
 
-        reg.unsubscribe("q:ab", &[arc("q:a"), arc("q:b")], 1);
+        reg.detach("q:ab", &[arc("q:a"), arc("q:b")], 1);
         assert!(!reg.has_subscribers("q:b"));
         assert_eq!(reg.subscriber_count("q:a"), 1);
-        reg.unsubscribe("q:a", &[arc("q:a")], 2);
+        reg.detach("q:a", &[arc("q:a")], 2);
         assert_eq!(reg.key_count(), 0);
-        assert_eq!(reg.publish(&["q:a"], "3"), FanOut::default());
+        assert_eq!(reg.publish(&["q:a"], "3", QUEUE_ALL), FanOut::default());
     }
 
     #[tokio::test]
@@ -527,11 +497,11 @@ mod tests {
         // Between the steps, a publication resolved by either version
         // arrives once, under the topic the client knows.
         reg.rekey(&held[0], &[arc("bars:new")], "v2", Rekey::Add);
-        assert_eq!(reg.publish(&["bars:old"], "1").delivered, 1);
-        assert_eq!(reg.publish(&["bars:new"], "2").delivered, 1);
+        assert_eq!(reg.publish(&["bars:old"], "1", QUEUE_ALL).delivered, 1);
+        assert_eq!(reg.publish(&["bars:new"], "2", QUEUE_ALL).delivered, 1);
         reg.rekey(&held[0], &[arc("bars:new")], "v2", Rekey::Retire);
-        assert_eq!(reg.publish(&["bars:old"], "3").delivered, 0);
-        assert_eq!(reg.publish(&["bars:new"], "4").delivered, 1);
+        assert_eq!(reg.publish(&["bars:old"], "3", QUEUE_ALL).delivered, 0);
+        assert_eq!(reg.publish(&["bars:new"], "4", QUEUE_ALL).delivered, 1);
         let got = drain(&outbox).await;
         assert_eq!(got.len(), 3);
         assert!(got.iter().all(|f| f.contains(r#""topic":"bars:old""#)));

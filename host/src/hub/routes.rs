@@ -1,15 +1,16 @@
 //! The live route table: route name -> the plugin serving it.
 //!
-//! Readers (every subscribe and publish) take a snapshot without locking;
-//! a change swaps in a new table, so a call that already holds a plugin
-//! finishes on it even if the route is replaced meanwhile.
+//! Readers (every subscribe and publish) take a [`Lease`] without locking;
+//! a change swaps in a new table, so an operation that already holds a
+//! plugin finishes on it even if the route is replaced meanwhile, and the
+//! replacement waits for it (see [`crate::plugin::Plugin::drained`]).
 
 use std::{collections::BTreeMap, sync::Arc};
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use crate::plugin::Plugin;
+use crate::plugin::{Lease, Plugin};
 
 pub type Table = BTreeMap<String, Arc<Plugin>>;
 
@@ -29,8 +30,17 @@ impl Default for RouteTable {
 }
 
 impl RouteTable {
-    pub fn get(&self, route: &str) -> Option<Arc<Plugin>> {
-        self.table.load().get(route).cloned()
+    /// The plugin serving `route`, held for one operation.
+    pub fn lease(&self, route: &str) -> Option<Lease> {
+        self.table.load().get(route).map(Plugin::lease)
+    }
+
+    /// Whether `plugin` is the version serving its route now.
+    pub fn is_serving(&self, plugin: &Arc<Plugin>) -> bool {
+        self.table
+            .load()
+            .get(&*plugin.route)
+            .is_some_and(|p| Arc::ptr_eq(p, plugin))
     }
 
     /// Every route, by name.
@@ -76,5 +86,24 @@ impl RouteTable {
 
     fn bump(&self) {
         self.generation.send_modify(|g| *g += 1);
+    }
+}
+
+/// A command or publication named a route nobody serves.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown route {route:?} (routes: {known})")]
+pub struct UnknownRoute {
+    pub route: String,
+    /// The routes served, comma-separated, so the client can correct itself.
+    pub known: String,
+}
+
+impl RouteTable {
+    /// [`RouteTable::lease`], or the error that names the routes served.
+    pub fn lease_or_unknown(&self, route: &str) -> Result<Lease, UnknownRoute> {
+        self.lease(route).ok_or_else(|| UnknownRoute {
+            route: route.to_owned(),
+            known: self.names().join(", "),
+        })
     }
 }

@@ -1,0 +1,222 @@
+//! `POST /api/v1/publish` and the read-only views of the host.
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Query, State},
+    http::StatusCode,
+    response::IntoResponse,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, value::RawValue};
+
+use crate::{
+    hub::{
+        Host,
+        publish::{Address, PublishError, Receipt, Update},
+        reload::PluginFileView,
+    },
+    plugin::{DeliveryPolicy, Problem, RouteInfo},
+    protocol::Status,
+};
+
+/// The JSON form of an update, as `POST /api/v1/publish` takes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireUpdate {
+    route: String,
+    #[serde(default)]
+    request: Option<Value>,
+    /// `topic` is the older name of this field.
+    #[serde(default, alias = "topic")]
+    key: Option<String>,
+    data: Box<RawValue>,
+}
+
+impl TryFrom<WireUpdate> for Update {
+    type Error = PublishError;
+
+    fn try_from(wire: WireUpdate) -> Result<Update, PublishError> {
+        let address = match (wire.request, wire.key) {
+            (Some(request), None) => Address::Request(request),
+            (None, Some(key)) => Address::Key(key),
+            (Some(_), Some(_)) => {
+                return Err(PublishError::Malformed(
+                    "give either \"request\" or \"key\", not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(PublishError::Malformed(
+                    "give \"request\" (a subscription request) or \"key\"".into(),
+                ));
+            }
+        };
+        Ok(Update {
+            route: wire.route,
+            address,
+            data: wire.data,
+        })
+    }
+}
+
+/// One update's outcome in the publish reply.
+#[derive(Serialize)]
+struct ItemResult<'a> {
+    status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keys: Option<&'a [Arc<str>]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivered: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    errors: &'a [Problem],
+}
+
+impl<'a> From<&'a Result<Receipt, PublishError>> for ItemResult<'a> {
+    fn from(outcome: &'a Result<Receipt, PublishError>) -> Self {
+        match outcome {
+            Ok(receipt) => ItemResult {
+                status: Status::Ok,
+                route: Some(&receipt.route),
+                keys: Some(&receipt.keys),
+                delivered: Some(receipt.delivered),
+                message: None,
+                errors: &[],
+            },
+            Err(e) => ItemResult {
+                status: Status::Error,
+                route: None,
+                keys: None,
+                delivered: None,
+                message: Some(e.to_string()),
+                errors: e.problems(),
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PublishReply<'a> {
+    results: Vec<ItemResult<'a>>,
+    /// Total subscriptions reached by the batch.
+    delivered: usize,
+    /// Updates rejected.
+    failed: usize,
+}
+
+/// `POST /api/v1/publish`: one update object, or an array of them.
+pub async fn publish(State(host): State<Arc<Host>>, body: Bytes) -> impl IntoResponse {
+    let items = match parse_body(&body) {
+        Ok(items) => items,
+        Err(message) => {
+            let reply = serde_json::json!({ "status": "error", "message": message });
+            return (StatusCode::BAD_REQUEST, Json(reply)).into_response();
+        }
+    };
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        outcomes.push(match item {
+            Ok(update) => host.publish(&update).await,
+            Err(e) => Err(e),
+        });
+    }
+    let delivered = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok())
+        .map(|r| r.delivered)
+        .sum();
+    let failed = outcomes.iter().filter(|o| o.is_err()).count();
+    Json(PublishReply {
+        results: outcomes.iter().map(ItemResult::from).collect(),
+        delivered,
+        failed,
+    })
+    .into_response()
+}
+
+fn parse_body(body: &[u8]) -> Result<Vec<Result<Update, PublishError>>, String> {
+    let raw: &RawValue =
+        serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    let one = |raw: &RawValue| {
+        serde_json::from_str::<WireUpdate>(raw.get())
+            .map_err(|e| PublishError::Malformed(e.to_string()))
+            .and_then(Update::try_from)
+    };
+    if raw.get().starts_with('[') {
+        let items: Vec<&RawValue> =
+            serde_json::from_str(raw.get()).map_err(|e| format!("body is not JSON: {e}"))?;
+        Ok(items.into_iter().map(one).collect())
+    } else if raw.get().starts_with('{') {
+        Ok(vec![one(raw)])
+    } else {
+        Err("body must be one update object or an array of updates".to_owned())
+    }
+}
+
+/// `?key=` (or its older name `?topic=`).
+#[derive(Deserialize)]
+pub struct KeyQuery {
+    #[serde(alias = "topic")]
+    key: String,
+}
+
+#[derive(Serialize)]
+pub struct SubscriberCount {
+    key: String,
+    /// The same as `key`, under its older name.
+    topic: String,
+    has_subscribers: bool,
+    subscribers: usize,
+}
+
+/// `GET /api/v1/subscribers?key=<key>`: whether publishing to a key would
+/// reach anyone (the earlier design's `has_subscribers`).
+pub async fn subscribers(
+    State(host): State<Arc<Host>>,
+    Query(q): Query<KeyQuery>,
+) -> Json<SubscriberCount> {
+    let subscribers = host.subscriber_count(&q.key);
+    Json(SubscriberCount {
+        topic: q.key.clone(),
+        key: q.key,
+        has_subscribers: subscribers > 0,
+        subscribers,
+    })
+}
+
+#[derive(Serialize)]
+struct RouteView<'a> {
+    #[serde(flatten)]
+    info: &'a RouteInfo,
+    delivery: DeliveryPolicy,
+    /// Plugin calls that trapped, timed out or returned invalid output.
+    failures: u64,
+    request_schema: &'a Value,
+    data_schema: &'a Value,
+}
+
+/// `GET /api/v1/routes`: every route with its schemas.
+pub async fn routes(State(host): State<Arc<Host>>) -> impl IntoResponse {
+    let table = host.routes();
+    let views: Vec<RouteView<'_>> = table
+        .values()
+        .map(|p| RouteView {
+            info: &p.info,
+            delivery: p.delivery,
+            failures: p.failures(),
+            request_schema: &p.request_schema.source,
+            data_schema: &p.data_schema.source,
+        })
+        .collect();
+    Json(views).into_response()
+}
+
+/// `GET /api/v1/plugins`: every plugin file, serving or rejected.
+pub async fn plugins(State(host): State<Arc<Host>>) -> Json<Vec<PluginFileView>> {
+    Json(host.plugins())
+}

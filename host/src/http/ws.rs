@@ -1,0 +1,269 @@
+//! The WebSocket endpoint.
+//!
+//! The upgrade handler only applies frame limits and hands the socket to
+//! [`run`]: a spawned writer drains the session's outbox into the socket
+//! (with the heartbeat), the reader loop hands each client frame to the
+//! session, one at a time. When either side ends, the session is dropped,
+//! which ends its subscriptions.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::{
+        State, WebSocketUpgrade,
+        ws::{CloseFrame, Message, Utf8Bytes, WebSocket},
+    },
+    response::Response,
+};
+use futures_util::{SinkExt, StreamExt, stream::SplitSink};
+use tracing::Instrument;
+
+use crate::hub::{
+    Host,
+    outbox::{CloseReason, Frame, Outbox},
+    ratelimit::{Admission, RateLimit},
+    session::Session,
+};
+
+/// Initial read buffer of a connection.
+const READ_BUFFER_BYTES: usize = 1024;
+
+/// `GET /api/v1/ws`.
+pub async fn upgrade(ws: WebSocketUpgrade, State(host): State<Arc<Host>>) -> Response {
+    let max = host.config().limits.max_frame_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        // Clients send a few small commands; the 128 KiB default read
+        // buffer was most of an idle connection's memory. It grows when a
+        // larger frame arrives.
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .on_upgrade(move |socket| async move {
+            match host.open_session() {
+                Ok(session) => run(socket, host, session).await,
+                // Over the limit: a browser sees a close code it can act on
+                // (retry later), not an opaque failed handshake.
+                Err(_) => refuse(socket, CloseReason::TOO_MANY_CONNECTIONS).await,
+            }
+        })
+}
+
+async fn refuse(mut socket: WebSocket, reason: CloseReason) {
+    tracing::warn!(code = reason.code, "connection refused: {}", reason.reason);
+    let frame = CloseFrame {
+        code: reason.code,
+        reason: reason.reason.into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+/// When the connection last heard from the client, in milliseconds since
+/// `since`; shared by the reader (which hears) and the writer (which pings).
+struct Liveness {
+    since: Instant,
+    heard_ms: AtomicU64,
+}
+
+impl Liveness {
+    fn now_ms(&self) -> u64 {
+        self.since.elapsed().as_millis() as u64
+    }
+
+    fn heard(&self) {
+        self.heard_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether the client was heard at or after `ms` (same clock, same
+    /// rounding as `now_ms`: a pong in the ping's millisecond counts).
+    fn heard_since(&self, ms: u64) -> bool {
+        self.heard_ms.load(Ordering::Relaxed) >= ms
+    }
+}
+
+async fn run(socket: WebSocket, host: Arc<Host>, session: Session) {
+    let span = tracing::info_span!("conn", id = session.id());
+    async move {
+        tracing::debug!("connected");
+        let (sink, mut stream) = socket.split();
+        let limits = &host.config().limits;
+        let outbox = Arc::clone(session.outbox());
+        let liveness = Arc::new(Liveness {
+            since: Instant::now(),
+            heard_ms: AtomicU64::new(0),
+        });
+        let heartbeat = Heartbeat {
+            interval: limits.heartbeat_interval(),
+            timeout: limits.heartbeat_timeout(),
+            liveness: Arc::clone(&liveness),
+        };
+        let mut writer =
+            tokio::spawn(write_loop(sink, Arc::clone(&outbox), heartbeat).in_current_span());
+        let mut shutdown = host.shutdown_signal();
+        let mut rate = RateLimit::new(limits.commands_per_sec);
+        let mut end = CloseReason::NORMAL;
+        loop {
+            tokio::select! {
+                message = stream.next() => {
+                    if matches!(message, Some(Ok(_))) {
+                        liveness.heard();
+                    }
+                    match message {
+                        Some(Ok(Message::Text(text))) => {
+                            if admit(&mut rate, &session, limits.commands_per_sec) {
+                                // Boxed: a command's future (a plugin call
+                                // among it) is large and short-lived; inline,
+                                // every idle connection would carry its size.
+                                Box::pin(session.handle_text(&text)).await;
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            if admit(&mut rate, &session, limits.commands_per_sec) {
+                                session.handle_binary();
+                            }
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Close(_))) | None => break,
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "read failed");
+                            end = read_error_close(e);
+                            break;
+                        }
+                    }
+                    if outbox.is_closing() {
+                        break;
+                    }
+                },
+                _ = &mut writer => break,
+                _ = shutdown.changed() => {
+                    end = CloseReason::GOING_AWAY;
+                    break;
+                }
+            }
+        }
+        session.close(end);
+        // Let the writer flush what is queued, then the close frame; the
+        // session (and its place in the connection count) lasts until then.
+        let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+        drop(session);
+        tracing::debug!("disconnected");
+    }
+    .instrument(span)
+    .await
+}
+
+/// Apply the command rate limit; `false` when the command is dropped.
+fn admit(rate: &mut RateLimit, session: &Session, per_sec: u32) -> bool {
+    match rate.admit() {
+        Admission::Allowed => true,
+        Admission::Refused => {
+            session.send(crate::protocol::error_frame(&format!(
+                "rate limit: at most {per_sec} commands per second; this one was ignored"
+            )));
+            false
+        }
+        Admission::Abusive => {
+            tracing::info!("closing client: rate limit exceeded repeatedly");
+            session.outbox().close(CloseReason::RATE_LIMIT);
+            false
+        }
+    }
+}
+
+/// The protocol layer refused what the client sent: tell the client why
+/// with the standard code.
+fn read_error_close(e: axum::Error) -> CloseReason {
+    use tungstenite::error::Error;
+    match e.into_inner().downcast::<Error>().map(|e| *e) {
+        Ok(Error::Utf8(_)) => CloseReason::INVALID_UTF8,
+        Ok(Error::Capacity(_)) => CloseReason::TOO_BIG,
+        _ => CloseReason::NORMAL,
+    }
+}
+
+struct Heartbeat {
+    interval: Duration,
+    timeout: Duration,
+    liveness: Arc<Liveness>,
+}
+
+/// A frame for the socket. Frames are UTF-8 by construction; axum checks
+/// again (it offers no unchecked conversion), which costs a few
+/// nanoseconds per frame and cannot fail.
+fn text(frame: Frame) -> Message {
+    Message::Text(Utf8Bytes::try_from(frame.into_bytes()).unwrap_or_default())
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    outbox: Arc<Outbox>,
+    heartbeat: Heartbeat,
+) {
+    let mut batch = std::collections::VecDeque::new();
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + heartbeat.interval,
+        heartbeat.interval,
+    );
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When the ping waiting for an answer was sent (liveness clock, ms).
+    let mut outstanding: Option<u64> = None;
+    // A client that does not take its data within the timeout is gone:
+    // drop the socket rather than hold the writer (and the batch) forever.
+    let write_timeout = heartbeat.timeout;
+    loop {
+        let closing = tokio::select! {
+            reason = outbox.next_batch(&mut batch) => reason,
+            _ = ticker.tick() => {
+                if let Some(sent) = outstanding {
+                    let waited = Duration::from_millis(heartbeat.liveness.now_ms().saturating_sub(sent));
+                    if heartbeat.liveness.heard_since(sent) {
+                        outstanding = None;
+                    } else if waited >= heartbeat.timeout {
+                        tracing::info!("closing client: no pong within {:?}", heartbeat.timeout);
+                        outbox.close(CloseReason::HEARTBEAT_TIMEOUT);
+                        continue;
+                    }
+                }
+                if outstanding.is_none() {
+                    outstanding = Some(heartbeat.liveness.now_ms());
+                    let ping = tokio::time::timeout(write_timeout, sink.send(Message::Ping(Default::default())));
+                    if !matches!(ping.await, Ok(Ok(()))) {
+                        return;
+                    }
+                }
+                continue;
+            }
+        };
+        if let Some(reason) = closing {
+            let frame = CloseFrame {
+                code: reason.code,
+                reason: reason.reason.into(),
+            };
+            let _ =
+                tokio::time::timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
+            return;
+        }
+        // Feed everything queued, then flush once: one syscall for a burst.
+        let write = async {
+            for frame in batch.drain(..) {
+                sink.feed(text(frame)).await?;
+            }
+            sink.flush().await
+        };
+        // Boxed for the same reason as a command: only a connection that is
+        // being written to needs this future's memory.
+        match Box::pin(tokio::time::timeout(write_timeout, write)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::info!("dropping client: a write blocked for {:?}", write_timeout);
+                outbox.close(CloseReason::SLOW_CONSUMER);
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The host core: routes, subscriptions, sessions, publishing and plugin
+//! reloads. It knows nothing of HTTP; [`crate::http`] serves it.
+//!
+//! * [`registry`]: who is subscribed to which key; the fan-out of an update,
+//!   encoded once per subscription topic, to every subscriber's outbox.
+//! * [`routes`]: the live route table (route name -> loaded plugin).
+//! * [`session`]: one client: its commands in, replies and updates out.
+//! * [`outbox`]: each session's bounded outbound queue.
+//! * [`ratelimit`]: a client's command rate.
+//! * [`publish`]: publishing updates.
+//! * [`reload`]: plugin files in, route table and registry changes out.
+//! * [`watcher`]: file events in the plugins directory in, "reload this
+//!   path" out.
+//! * [`connections`]: every connected client, for frames sent to all.
+//!
+//! [`Host`] ties them together behind a small API: [`Host::start`],
+//! [`Host::open_session`], [`Host::publish`], [`Host::routes`],
+//! [`Host::plugins`], [`Host::shutdown`].
+
+pub mod connections;
+pub mod outbox;
+pub mod publish;
+pub mod ratelimit;
+pub mod registry;
+pub mod reload;
+pub mod routes;
+pub mod session;
+pub mod watcher;
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use crate::{
+    config::Config,
+    plugin::{PluginEngine, cache::ArtifactCache},
+    protocol,
+};
+use connections::{Connections, TooManyConnections};
+use outbox::{Frame, Outbox};
+use publish::{PublishError, Receipt, Update};
+use registry::Registry;
+use reload::{PluginFileView, Reloader};
+use routes::{RouteTable, Table};
+use session::Session;
+
+pub struct Host {
+    /// Flags and limits, fixed for the process lifetime.
+    config: Config,
+    /// Route name -> serving plugin.
+    routes: Arc<RouteTable>,
+    /// Key -> subscribers, and the fan-out.
+    registry: Arc<Registry>,
+    /// Plugin files -> routes: loading, upgrades, removals.
+    reloader: Arc<Reloader>,
+    /// Every connected client: the count, and frames sent to all.
+    connections: Connections,
+    /// Set once, when the host starts shutting down.
+    shutdown: watch::Sender<bool>,
+    /// Open sessions, so that shutdown can wait for them to close.
+    sessions: TaskTracker,
+}
+
+impl Host {
+    pub fn new(config: Config) -> anyhow::Result<Arc<Host>> {
+        let engine = PluginEngine::new(config.limits.plugin())?;
+        let cache = config.cache_dir().and_then(|dir| {
+            ArtifactCache::new(&dir, engine.engine())
+                .inspect_err(|e| {
+                    tracing::warn!(dir = %dir.display(), "compiled-plugin cache disabled: {e}");
+                })
+                .ok()
+        });
+        let routes = Arc::new(RouteTable::default());
+        let registry = Arc::new(Registry::default());
+        let reloader = Arc::new(Reloader::new(
+            engine,
+            cache,
+            Arc::clone(&routes),
+            Arc::clone(&registry),
+        ));
+        Ok(Arc::new(Host {
+            config,
+            routes,
+            registry,
+            reloader,
+            connections: Connections::default(),
+            shutdown: watch::Sender::new(false),
+            sessions: TaskTracker::new(),
+        }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Load the plugins directory and, unless watching is off, follow it
+    /// from now on; then tell connected clients whenever the routes change.
+    /// Returns the number of routes served.
+    pub async fn start(self: &Arc<Self>) -> anyhow::Result<usize> {
+        // Watch first, then load: nothing changed in between goes unseen.
+        if self.config.watch_enabled() {
+            watcher::spawn(
+                Arc::clone(&self.reloader),
+                self.config.plugins.clone(),
+                self.shutdown.subscribe(),
+            );
+        }
+        let loaded = self.load_plugin_dir().await?;
+        // After the initial load: the routes a client finds on connecting
+        // are not news, and a late announcement of them would arrive in the
+        // middle of its first exchange.
+        tokio::spawn(announce_changes(
+            Arc::clone(self),
+            self.routes.subscribe_changes(),
+        ));
+        Ok(loaded)
+    }
+
+    /// Load every `*.wasm` directly inside the plugins directory, in
+    /// file-name order, so that when two files declare one route the same
+    /// one always wins. A file that fails is logged and skipped; the others
+    /// still load. Returns the number of routes served.
+    pub async fn load_plugin_dir(&self) -> anyhow::Result<usize> {
+        self.reloader.load_dir(&self.config.plugins).await
+    }
+
+    /// A session for one client, unless the host serves as many as allowed.
+    pub fn open_session(&self) -> Result<Session, TooManyConnections> {
+        let limits = &self.config.limits;
+        let admitted = self.connections.admit(limits.max_connections)?;
+        let outbox = Arc::new(Outbox::new(limits.outbox_bytes));
+        Ok(Session::new(session::Parts {
+            routes: Arc::clone(&self.routes),
+            registry: Arc::clone(&self.registry),
+            listed: self.connections.list(admitted.id, &outbox),
+            outbox,
+            max_subscriptions: limits.max_subscriptions,
+            admitted,
+            open: self.sessions.token(),
+        }))
+    }
+
+    /// Publish one update to the subscribers of its keys.
+    pub async fn publish(&self, update: &Update) -> Result<Receipt, PublishError> {
+        publish::publish(&self.routes, &self.registry, update).await
+    }
+
+    /// Publish several updates in order; each succeeds or fails alone.
+    pub async fn publish_all(&self, updates: &[Update]) -> Vec<Result<Receipt, PublishError>> {
+        let mut results = Vec::with_capacity(updates.len());
+        for update in updates {
+            results.push(self.publish(update).await);
+        }
+        results
+    }
+
+    /// Every route served now, by name.
+    pub fn routes(&self) -> Arc<Table> {
+        self.routes.snapshot()
+    }
+
+    /// Route names, sorted.
+    pub fn route_names(&self) -> Vec<String> {
+        self.routes.names()
+    }
+
+    /// Every plugin file, serving or rejected.
+    pub fn plugins(&self) -> Vec<PluginFileView> {
+        self.reloader.views()
+    }
+
+    /// How many subscriptions publishing to `key` would reach.
+    pub fn subscriber_count(&self, key: &str) -> usize {
+        self.registry.subscriber_count(key)
+    }
+
+    /// Whether publishing to `key` would reach anyone.
+    pub fn has_subscribers(&self, key: &str) -> bool {
+        self.registry.has_subscribers(key)
+    }
+
+    /// Sessions open now.
+    pub fn open_connections(&self) -> usize {
+        self.connections.open()
+    }
+
+    /// Start shutting down: every session closes (1001) and background
+    /// tasks stop.
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Becomes true once the host starts shutting down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Wait until every session has closed, at most `timeout`; whether they
+    /// all did.
+    pub async fn sessions_closed(&self, timeout: Duration) -> bool {
+        self.sessions.close();
+        tokio::time::timeout(timeout, self.sessions.wait())
+            .await
+            .is_ok()
+    }
+}
+
+/// Send `routes.changed` to every client whenever the route table changes.
+async fn announce_changes(host: Arc<Host>, mut changes: watch::Receiver<u64>) {
+    let mut shutdown = host.shutdown_signal();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+        let table = host.routes.snapshot();
+        let routes: Vec<(&str, &str)> = table
+            .values()
+            .map(|p| (p.info.name.as_str(), p.info.version.as_str()))
+            .collect();
+        let frame = Frame::from(protocol::routes_changed_frame(&routes));
+        let clients = host.connections.broadcast(&frame);
+        tracing::debug!(clients, routes = routes.len(), "announced routes.changed");
+    }
+}

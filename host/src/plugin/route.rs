@@ -1,0 +1,256 @@
+//! A loaded route plugin and calling it.
+//!
+//! Calls run on pre-instantiated instances taken from a [`Pool`]: an
+//! instance is used by one call at a time, returned after a clean call and
+//! discarded after a trap.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
+
+use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
+use tracing::Instrument;
+
+use super::{
+    bindings::{RoutePluginPre, exports::ws_router::plugin::route as wit},
+    engine::{CallError, Instance, PluginEngine, PluginState},
+    output::PluginOutput,
+    pool::Pool,
+    schema::Schema,
+};
+
+/// How a route's updates reach a client that cannot keep up (the optional
+/// WIT `delivery` interface; `QueueAll` when the plugin does not export it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryPolicy {
+    /// Disconnect the slow client (close code 4008).
+    QueueAll,
+    /// Replace queued updates by newer ones of the same subscription.
+    LatestValue,
+}
+
+impl std::fmt::Display for DeliveryPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeliveryPolicy::QueueAll => "queue-all",
+            DeliveryPolicy::LatestValue => "latest-value",
+        })
+    }
+}
+
+/// A route's identity, as its plugin reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouteInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub tags: Vec<String>,
+}
+
+/// What a subscription request resolved to (see the WIT `subscription`):
+/// the topic the client knows it by, and the keys publications reach it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub topic: Arc<str>,
+    pub keys: Vec<Arc<str>>,
+}
+
+/// A loaded, validated route plugin.
+pub struct Plugin {
+    pub info: RouteInfo,
+    /// The route name as shared by registry entries and frames.
+    pub route: Arc<str>,
+    pub request_schema: Schema,
+    pub data_schema: Schema,
+    /// Where it was loaded from, its SHA-256 and when.
+    pub file: std::path::PathBuf,
+    pub sha256: Arc<str>,
+    pub loaded_at: SystemTime,
+    /// What happens to slow clients of this route.
+    pub delivery: DeliveryPolicy,
+    /// How its machine code was obtained.
+    pub compile: CompileInfo,
+    pub(super) pre: RoutePluginPre<PluginState>,
+    pub(super) engine: PluginEngine,
+    pub(super) pool: Pool,
+    /// Where the plugin's stdout and stderr go.
+    pub(super) output: Arc<PluginOutput>,
+    /// Calls that trapped, timed out or returned invalid output.
+    pub(super) failures: AtomicU64,
+    /// Operations holding this version (see [`Lease`]).
+    pub(super) leases: TaskTracker,
+}
+
+/// Whether a plugin's machine code came from the artifact cache, and how
+/// long compiling or loading it took.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct CompileInfo {
+    pub cached: bool,
+    pub ms: f64,
+}
+
+/// A plugin held for one operation (a subscribe, a publication). Replacing
+/// or removing a route waits until the old version's leases are gone, so
+/// that whatever an operation started on it finishes before the host moves
+/// on (see [`Plugin::drained`]).
+pub struct Lease {
+    plugin: Arc<Plugin>,
+    _token: TaskTrackerToken,
+}
+
+impl std::ops::Deref for Lease {
+    type Target = Plugin;
+
+    fn deref(&self) -> &Plugin {
+        &self.plugin
+    }
+}
+
+impl Lease {
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+}
+
+impl Plugin {
+    /// Hold this version for one operation.
+    pub fn lease(self: &Arc<Self>) -> Lease {
+        Lease {
+            plugin: Arc::clone(self),
+            _token: self.leases.token(),
+        }
+    }
+
+    /// Wait until every lease taken so far is returned, at most `timeout`;
+    /// whether they all were.
+    pub async fn drained(&self, timeout: Duration) -> bool {
+        self.leases.close();
+        tokio::time::timeout(timeout, self.leases.wait())
+            .await
+            .is_ok()
+    }
+
+    /// Whether `key` belongs to this route: `<route>:...`.
+    pub fn owns_key(&self, key: &str) -> bool {
+        key.strip_prefix(&*self.route)
+            .is_some_and(|rest| rest.starts_with(':'))
+    }
+
+    /// Calls that failed since the plugin was loaded.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Resolve a (schema-valid) request to its topic and routing keys, and
+    /// check the answer: a non-empty, bounded list of keys of this route.
+    pub async fn topics(&self, request: &str) -> Result<Subscription, CallError> {
+        let answer = self.call_topics(request).await?;
+        let answer = answer.map_err(|e| match e {
+            wit::TopicError::InvalidRequest(m) => CallError::Rejected(m),
+            wit::TopicError::Internal(m) => {
+                tracing::warn!(route = %self.info.name, error = %m, "plugin reported an internal error");
+                CallError::Rejected("the route could not handle this request".to_owned())
+            }
+        })?;
+        self.check_subscription(answer)
+            .inspect_err(|e| self.record_failure(e))
+    }
+
+    fn check_subscription(&self, answer: wit::Subscription) -> Result<Subscription, CallError> {
+        let limits = self.engine.limits();
+        let check = |what: &str, t: &str| {
+            if !self.owns_key(t) {
+                Err(CallError::BadOutput(format!(
+                    "{what} {t:?} does not start with \"{}:\"",
+                    self.route
+                )))
+            } else if t.len() > limits.max_topic_bytes {
+                Err(CallError::BadOutput(format!(
+                    "{what} is {} bytes, over the limit of {}",
+                    t.len(),
+                    limits.max_topic_bytes
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        check("topic", &answer.topic)?;
+        if answer.keys.is_empty() {
+            return Err(CallError::BadOutput("no keys".to_owned()));
+        }
+        if answer.keys.len() > limits.max_keys {
+            return Err(CallError::BadOutput(format!(
+                "{} keys, over the limit of {}",
+                answer.keys.len(),
+                limits.max_keys
+            )));
+        }
+        for key in &answer.keys {
+            check("key", key)?;
+        }
+        let mut keys: Vec<Arc<str>> = answer.keys.into_iter().map(Arc::from).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(Subscription {
+            topic: Arc::from(answer.topic),
+            keys,
+        })
+    }
+
+    async fn call_topics(
+        &self,
+        request: &str,
+    ) -> Result<Result<wit::Subscription, wit::TopicError>, CallError> {
+        let mut instance = self.checkout().await?;
+        let deadline = self.engine.arm(&mut instance.store);
+        let span = tracing::trace_span!("plugin_call", route = %self.info.name, call = "topics");
+        // Instrumented rather than entered: the call is awaited, and a span
+        // entered across an await would tag whatever runs while it waits.
+        let result = instance
+            .bindings
+            .ws_router_plugin_route()
+            .call_topics(&mut instance.store, request)
+            .instrument(span)
+            .await;
+        match result {
+            Ok(answer) => {
+                self.pool.give_back(instance);
+                Ok(answer)
+            }
+            Err(trap) => {
+                // The instance may be mid-way through anything: drop it.
+                let err = self.engine.classify(trap, deadline);
+                self.record_failure(&err);
+                Err(err)
+            }
+        }
+    }
+
+    fn record_failure(&self, err: &CallError) {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let detail = match err {
+            CallError::Trap(d) | CallError::BadOutput(d) => d.as_str(),
+            _ => "",
+        };
+        tracing::warn!(route = %self.info.name, failures = n, error = %err, detail, "plugin call failed");
+    }
+
+    async fn checkout(&self) -> Result<Instance, CallError> {
+        if let Some(instance) = self.pool.take() {
+            return Ok(instance);
+        }
+        self.engine
+            .instantiate(&self.pre, &self.output)
+            .await
+            .map_err(|e| {
+                let err = CallError::Trap(format!("instantiate: {e:#}"));
+                self.record_failure(&err);
+                err
+            })
+    }
+}
