@@ -10,19 +10,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join, isAbsolute } from "node:path";
-import { connect, pinnedToolchain, repo, scratch, sh, startHost } from "./lib.mjs";
-
-/** The fenced code blocks of a markdown file: info string words and body. */
-export function codeBlocks(markdown) {
-  const blocks = [];
-  const fence = /^```([^\n]*)\n([\s\S]*?)^```$/gm;
-  for (const m of markdown.matchAll(fence)) {
-    const [lang = "", ...words] = m[1].trim().split(/\s+/);
-    const attrs = Object.fromEntries(words.map((w) => (w.includes("=") ? w.split(/=(.*)/s).slice(0, 2) : [w, true])));
-    blocks.push({ lang, attrs, body: m[2] });
-  }
-  return blocks;
-}
+import { codeBlocks, connect, pinnedToolchain, repo, scratch, sh, startHost } from "./lib.mjs";
 
 const heredoc = (path, body) => `mkdir -p "$(dirname '${path}')"\ncat > '${path}' <<'WS_ROUTER_GUIDE_EOF'\n${body}WS_ROUTER_GUIDE_EOF\n`;
 

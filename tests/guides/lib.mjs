@@ -158,3 +158,15 @@ export async function connect(base) {
     close: () => ws.close(),
   };
 }
+
+/** The fenced code blocks of a markdown file: info string words and body. */
+export function codeBlocks(markdown) {
+  const blocks = [];
+  const fence = /^```([^\n]*)\n([\s\S]*?)^```$/gm;
+  for (const m of markdown.matchAll(fence)) {
+    const [lang = "", ...words] = m[1].trim().split(/\s+/);
+    const attrs = Object.fromEntries(words.map((w) => (w.includes("=") ? w.split(/=(.*)/s).slice(0, 2) : [w, true])));
+    blocks.push({ lang, attrs, body: m[2] });
+  }
+  return blocks;
+}
