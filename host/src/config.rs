@@ -101,9 +101,34 @@ pub struct Limits {
     #[arg(long, env = "WS_ROUTER_PLUGIN_DEADLINE_MS", default_value_t = 50)]
     pub plugin_deadline_ms: u64,
 
+    /// Wall-clock budget of each plugin call made while loading it
+    /// (instantiating, `info`, the schemas, the delivery policy), in
+    /// milliseconds. A plugin that does not answer in time is rejected.
+    #[arg(long, env = "WS_ROUTER_PLUGIN_LOAD_DEADLINE_MS", default_value_t = 1000)]
+    pub plugin_load_deadline_ms: u64,
+
     /// Linear memory one plugin instance may grow to, in MiB.
     #[arg(long, env = "WS_ROUTER_PLUGIN_MEMORY_MIB", default_value_t = 64)]
     pub plugin_memory_mib: usize,
+
+    /// Live instances of one plugin (concurrent calls into it); a call that
+    /// finds all busy waits up to the call deadline, then gets a busy error.
+    #[arg(long, env = "WS_ROUTER_PLUGIN_INSTANCES", default_value_t = 8)]
+    pub plugin_instances: usize,
+
+    /// Largest plugin file the host reads, in bytes.
+    #[arg(long, env = "WS_ROUTER_MAX_PLUGIN_BYTES", default_value_t = 64 << 20)]
+    pub max_plugin_bytes: u64,
+
+    /// Subscriptions held by all connections together; more get an error
+    /// reply.
+    #[arg(long, env = "WS_ROUTER_MAX_TOTAL_SUBSCRIPTIONS", default_value_t = 1_000_000)]
+    pub max_total_subscriptions: usize,
+
+    /// Distinct routing keys with subscribers, host-wide; subscriptions that
+    /// would add more get an error reply.
+    #[arg(long, env = "WS_ROUTER_MAX_TOTAL_KEYS", default_value_t = 1_000_000)]
+    pub max_total_keys: usize,
 
     /// Topics (routing keys) one subscription may resolve to.
     #[arg(long, env = "WS_ROUTER_MAX_KEYS", default_value_t = 256)]
@@ -113,15 +138,31 @@ pub struct Limits {
     #[arg(long, env = "WS_ROUTER_MAX_TOPIC_BYTES", default_value_t = 1024)]
     pub max_topic_bytes: usize,
 
-    /// WebSocket connections served at once; more are closed with 1013.
+    /// Connections (WebSocket or plain HTTP) served at once; a WebSocket
+    /// over the limit is closed with 1013.
     #[arg(long, env = "WS_ROUTER_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
     /// Commands (text or binary messages) one connection may send per
-    /// second, with bursts of as many; more get an error reply, and a client
-    /// that keeps going is closed with 1008.
+    /// second, with bursts of as many. Beyond that the host stops reading
+    /// the connection until the rate allows (TCP slows the client down).
     #[arg(long, env = "WS_ROUTER_COMMANDS_PER_SEC", default_value_t = 100)]
     pub commands_per_sec: u32,
+
+    /// A client held back by the command rate continuously for this long is
+    /// closed with 1008, in milliseconds.
+    #[arg(long, env = "WS_ROUTER_RATE_LIMIT_CLOSE_AFTER_MS", default_value_t = 5000)]
+    pub rate_limit_close_after_ms: u64,
+
+    /// An HTTP connection must send complete request headers within this
+    /// time, in milliseconds, or it is closed.
+    #[arg(long, env = "WS_ROUTER_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub http_header_timeout_ms: u64,
+
+    /// A request body (a publish) must arrive completely within this time,
+    /// in milliseconds, or the request is answered 408.
+    #[arg(long, env = "WS_ROUTER_HTTP_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub http_body_timeout_ms: u64,
 
     /// How often the host pings each client, in milliseconds.
     #[arg(
@@ -143,6 +184,9 @@ impl Limits {
     pub fn plugin(&self) -> crate::plugin::Limits {
         crate::plugin::Limits {
             deadline: Duration::from_millis(self.plugin_deadline_ms),
+            load_deadline: Duration::from_millis(self.plugin_load_deadline_ms),
+            instances: self.plugin_instances.max(1),
+            max_file_bytes: self.max_plugin_bytes,
             memory_bytes: self.plugin_memory_mib.saturating_mul(1 << 20),
             max_keys: self.max_keys,
             max_topic_bytes: self.max_topic_bytes,

@@ -173,6 +173,7 @@ pub struct ErrorPayload<'a> {
 
 /// `"error"`, the only status of an `error` frame.
 #[derive(JsonSchema)]
+#[schemars(inline)]
 #[serde(rename_all = "lowercase")]
 #[allow(dead_code)] // Only its schema is used.
 enum ErrorStatus {

@@ -19,6 +19,12 @@ use super::{
 pub struct Limits {
     /// Wall-clock budget of one call.
     pub deadline: Duration,
+    /// Wall-clock budget of each call made while loading a plugin.
+    pub load_deadline: Duration,
+    /// Live instances of one plugin.
+    pub instances: usize,
+    /// Largest plugin file read.
+    pub max_file_bytes: u64,
     /// Linear memory one instance may grow to, in bytes.
     pub memory_bytes: usize,
     /// Routing keys one subscription may resolve to.
