@@ -8,7 +8,8 @@
 //
 // Without URL or FILE, the document of the bundled plugins: the output of
 // `ws-router-host asyncapi --plugins plugins` (the host binary is
-// $WS_ROUTER_HOST_BIN, else target/debug/ws-router-host). `--tag` keeps only
+// $WS_ROUTER_HOST_BIN, else target/debug/ws-router-host; the plugins
+// $WS_ROUTER_PLUGINS, else plugins/). `--tag` keeps only
 // the routes of one module and points WS_PATH at `/api/v1/<tag>/ws`.
 // `--check` writes nothing and fails when the files in --out differ.
 
@@ -74,7 +75,7 @@ async function load(source) {
     text = await new Promise((resolve, reject) => {
       execFile(
         bin,
-        ["asyncapi", "--plugins", path.join(ROOT, "plugins")],
+        ["asyncapi", "--plugins", process.env.WS_ROUTER_PLUGINS || path.join(ROOT, "plugins")],
         { cwd: ROOT, timeout: TIMEOUT_MS, maxBuffer: 64 << 20, env: { ...process.env, RUST_LOG: "warn" } },
         (error, stdout, stderr) => {
           if (error) reject(new Error(`${bin} asyncapi failed: ${error.message}\n${stderr}`));
@@ -215,13 +216,24 @@ export async function generate(document, { tag, runtime = "ws-router-client", so
 }
 
 /**
- * The schemas with every title that two of them share prefixed by the route
+ * The schemas, with untitled route definitions titled by their name
+ * (`<Route>Request`, `<Route>Data` for the route's own two), and
+ * every title that two of them share prefixed by the route
  * (`quotes.QuoteStatus` and `ticker.QuoteStatus` become `QuotesQuoteStatus`
  * and `TickerQuoteStatus`), rather than json-schema-to-typescript's
  * `QuoteStatus` and `QuoteStatus1`, whose order depends on the routes loaded.
  */
 function distinctTitles(schemas) {
   const copy = structuredClone(schemas);
+  // A route's $defs are stored as `<route>.<Name>`: an untitled one is named <Name>, as in the plugin.
+  for (const [key, schema] of Object.entries(copy)) {
+    const dot = key.indexOf(".");
+    if (dot > 0 && schema && typeof schema === "object" && typeof schema.title !== "string") {
+      const name = key.slice(dot + 1);
+      // An untitled request or data schema is <Route>Request / <Route>Data.
+      schema.title = name === "request" || name === "data" ? toSafeString(key.slice(0, dot)) + toSafeString(name) : name;
+    }
+  }
   const byTitle = new Map();
   for (const [key, schema] of Object.entries(copy)) {
     if (typeof schema?.title !== "string") continue;

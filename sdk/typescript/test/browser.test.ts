@@ -16,7 +16,7 @@ import { PACKAGE, startHost, type Host } from "./host.js";
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 
 const PAGE = `<!doctype html>
-<html><head><meta charset="utf-8"><title>ws-router-client</title>
+<html><head><meta charset="utf-8"><title>ws-router-client</title><link rel="icon" href="data:,">
 <script type="importmap">
 {"imports": {"ws-router-client": "/dist/src/index.js", "ws-router-client/generated": "/dist/generated/index.js"}}
 </script>

@@ -35,8 +35,9 @@ export interface Host {
   publish(body: unknown): Promise<unknown>;
 }
 
+/** A built plugin: plugins/<name>.wasm, or in $WS_ROUTER_PLUGINS (as the host reads it). */
 export function pluginFile(name: string): string {
-  const file = path.join(ROOT, "plugins", `${name}.wasm`);
+  const file = path.join(process.env.WS_ROUTER_PLUGINS || path.join(ROOT, "plugins"), `${name}.wasm`);
   if (!fs.existsSync(file)) throw new Error(`${file} is not built: run \`just build-plugins\``);
   return file;
 }

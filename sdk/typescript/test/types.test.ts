@@ -39,6 +39,13 @@ test("the generator targets one module: --tag datafeed", () => {
   const types = fs.readFileSync(path.join(out, "types.ts"), "utf8");
   assert.match(types, /export interface QuoteData\b/);
   assert.doesNotMatch(types, /TradeSubscriptionRequest/);
-  const check = tsc("--strict", "--noEmit", "--module", "nodenext", "--moduleResolution", "nodenext", "--target", "es2022", "--lib", "es2022,dom", "--types", "", path.join(out, "index.ts"));
+  fs.writeFileSync(
+    path.join(out, "tsconfig.json"),
+    JSON.stringify({
+      compilerOptions: { strict: true, noEmit: true, module: "nodenext", moduleResolution: "nodenext", target: "es2022", lib: ["es2022", "dom"], types: [] },
+      files: ["index.ts"],
+    }),
+  );
+  const check = tsc("-p", path.join(out, "tsconfig.json"));
   assert.equal(check.status, 0, check.output);
 });
