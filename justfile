@@ -13,6 +13,9 @@ default:
 # Build the bars, quotes and trades (Rust), news (Python) and orderbook
 # (JavaScript) plugins into plugins/*.wasm.
 build-plugins: build-python-plugins build-js-plugins
+    @# rustup installs a pinned toolchain's targets only with the toolchain:
+    @# one already installed does not get wasm32-wasip2. A no-op when present.
+    rustup target add wasm32-wasip2
     cargo build --profile plugin --target wasm32-wasip2 -p bars -p quotes -p trades
     for p in bars quotes trades; do cp {{plugin_target}}/$p.wasm plugins/$p.wasm; done
     @ls -l plugins/*.wasm
@@ -83,6 +86,7 @@ build-test-plugins:
     dirs=(tests/plugins/*/)
     [ ${#dirs[@]} -gt 0 ] || exit 0
     args=(); for d in "${dirs[@]}"; do args+=(-p "$(basename "$d")"); done
+    rustup target add wasm32-wasip2
     cargo build --profile plugin --target wasm32-wasip2 "${args[@]}"
     mkdir -p target/test-plugins
     for d in "${dirs[@]}"; do n=$(basename "$d"); cp "{{plugin_target}}/${n//-/_}.wasm" "target/test-plugins/$n.wasm"; done

@@ -342,11 +342,17 @@ async fn the_demo_feed_feeds_every_bundled_route_on_the_tick() {
         .arg("20")
         .start();
     let mut c = host.client().await;
-    c.subscribe("bars", json!({"symbol": "AAPL"})).await;
-    c.subscribe("quotes", json!({"symbols": ["AAPL"]})).await;
-    c.subscribe("trades", json!({"symbols": ["AAPL"]})).await;
-    c.subscribe("news", json!({"symbols": ["AAPL"]})).await;
-    c.subscribe("orderbook", json!({"symbol": "AAPL"})).await;
+    // The feed runs already: updates may come between the replies.
+    for (route, request) in [
+        ("bars", json!({"symbol": "AAPL"})),
+        ("quotes", json!({"symbols": ["AAPL"]})),
+        ("trades", json!({"symbols": ["AAPL"]})),
+        ("news", json!({"symbols": ["AAPL"]})),
+        ("orderbook", json!({"symbol": "AAPL"})),
+    ] {
+        c.send(&json!({"type": format!("{route}.subscribe"), "payload": request}))
+            .await;
+    }
     let mut seen = std::collections::BTreeMap::new();
     let mut bad = Vec::new();
     let start = Instant::now();
@@ -355,7 +361,9 @@ async fn the_demo_feed_feeds_every_bundled_route_on_the_tick() {
             Some(Event::Text(t)) => {
                 let v: Value = serde_json::from_str(&t).unwrap();
                 let ty = v["type"].as_str().unwrap_or_default().to_owned();
-                if let Some(route) = ty.strip_suffix(".update") {
+                if ty.ends_with(".subscribe.response") {
+                    assert_eq!(v["payload"]["status"], "ok", "{v}");
+                } else if let Some(route) = ty.strip_suffix(".update") {
                     *seen.entry(route.to_owned()).or_insert(0) += 1;
                     off_tick(&v["payload"]["payload"], "", &mut bad);
                 }

@@ -40,7 +40,8 @@ pub struct Config {
 
     /// Directory of compiled plugins, so a restart need not compile again
     /// [default: $XDG_CACHE_HOME/ws-router/components, else
-    /// ~/.cache/ws-router/components].
+    /// ~/.cache/ws-router/components, else none]. It must belong to this
+    /// user and not be writable by others (it is created with mode 0700).
     #[arg(long, env = "WS_ROUTER_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
@@ -67,11 +68,9 @@ impl Config {
         if self.no_cache {
             return None;
         }
-        Some(
-            self.cache_dir
-                .clone()
-                .unwrap_or_else(crate::plugin::cache::default_dir),
-        )
+        self.cache_dir
+            .clone()
+            .or_else(crate::plugin::cache::default_dir)
     }
 
     /// Whether the plugins directory is watched for changes.
@@ -104,7 +103,11 @@ pub struct Limits {
     /// Wall-clock budget of each plugin call made while loading it
     /// (instantiating, `info`, the schemas, the delivery policy), in
     /// milliseconds. A plugin that does not answer in time is rejected.
-    #[arg(long, env = "WS_ROUTER_PLUGIN_LOAD_DEADLINE_MS", default_value_t = 1000)]
+    #[arg(
+        long,
+        env = "WS_ROUTER_PLUGIN_LOAD_DEADLINE_MS",
+        default_value_t = 1000
+    )]
     pub plugin_load_deadline_ms: u64,
 
     /// Linear memory one plugin instance may grow to, in MiB.
@@ -122,7 +125,11 @@ pub struct Limits {
 
     /// Subscriptions held by all connections together; more get an error
     /// reply.
-    #[arg(long, env = "WS_ROUTER_MAX_TOTAL_SUBSCRIPTIONS", default_value_t = 1_000_000)]
+    #[arg(
+        long,
+        env = "WS_ROUTER_MAX_TOTAL_SUBSCRIPTIONS",
+        default_value_t = 1_000_000
+    )]
     pub max_total_subscriptions: usize,
 
     /// Distinct routing keys with subscribers, host-wide; subscriptions that
@@ -151,12 +158,20 @@ pub struct Limits {
 
     /// A client held back by the command rate continuously for this long is
     /// closed with 1008, in milliseconds.
-    #[arg(long, env = "WS_ROUTER_RATE_LIMIT_CLOSE_AFTER_MS", default_value_t = 5000)]
+    #[arg(
+        long,
+        env = "WS_ROUTER_RATE_LIMIT_CLOSE_AFTER_MS",
+        default_value_t = 5000
+    )]
     pub rate_limit_close_after_ms: u64,
 
     /// An HTTP connection must send complete request headers within this
     /// time, in milliseconds, or it is closed.
-    #[arg(long, env = "WS_ROUTER_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "WS_ROUTER_HTTP_HEADER_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
     pub http_header_timeout_ms: u64,
 
     /// A request body (a publish) must arrive completely within this time,

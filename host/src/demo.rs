@@ -1,5 +1,6 @@
-//! A demo feed: random-walk bars, quotes and trades for a few symbols,
-//! published through [`Host::publish`], the same entry point as
+//! A demo feed for every bundled route (bars, quotes, trades, orderbook
+//! and news) for a few symbols, from one random walk per symbol, published
+//! through [`Host::publish`], the same entry point as
 //! `POST /api/v1/publish`. Read it as an example publisher.
 
 use std::{sync::Arc, time::Duration};
@@ -13,6 +14,29 @@ const SYMBOLS: [(&str, f64, &str); 3] = [
     ("AAPL", 190.0, "Apple Inc."),
     ("GOOGL", 140.0, "Alphabet Inc."),
     ("MSFT", 410.0, "Microsoft Corporation"),
+];
+
+/// The instruments' tick is 1/100: prices are whole cents.
+const TICKS_PER_UNIT: f64 = 100.0;
+const TICK: f64 = 1.0 / TICKS_PER_UNIT;
+
+/// `price` on the tick grid. Dividing a whole number of ticks gives the
+/// double nearest the decimal price, which prints as written (190.7, never
+/// 190.70499999999998 or 190.70000000000002).
+fn to_tick(price: f64) -> f64 {
+    (price * TICKS_PER_UNIT).round() / TICKS_PER_UNIT
+}
+
+/// Two decimals, for percentages.
+fn cents(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+const HEADLINES: [&str; 4] = [
+    "{name} shares move on heavy volume",
+    "Analysts revisit {name} price targets",
+    "{name} announces product update",
+    "Options activity picks up in {symbol}",
 ];
 
 struct Walk {
@@ -60,7 +84,7 @@ pub async fn run(host: Arc<Host>, rate: f64) {
     }
 }
 
-/// One update per route and symbol.
+/// One update per route and symbol (and a headline now and then).
 fn round(walks: &mut [Walk]) -> Vec<Update> {
     let mut rng = rand::rng();
     let now = std::time::SystemTime::now()
@@ -68,15 +92,19 @@ fn round(walks: &mut [Walk]) -> Vec<Update> {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     let minute = now - now % 60_000;
-    let mut updates = Vec::with_capacity(walks.len() * 3);
+    let mut updates = Vec::with_capacity(walks.len() * 5);
     for w in walks.iter_mut() {
         let step = w.last * rng.random_range(-0.001..0.001);
-        w.last = ((w.last + step) * 100.0).round() / 100.0;
+        w.last = to_tick(w.last + step);
         w.high = w.high.max(w.last);
         w.low = w.low.min(w.last);
         let quantity = rng.random_range(1..500);
         w.volume += quantity;
-        let spread = 0.01 * rng.random_range(1..5) as f64;
+        let spread = f64::from(rng.random_range(1..5u32)) / TICKS_PER_UNIT;
+        let (bid, ask) = (
+            to_tick(w.last - spread / 2.0),
+            to_tick(w.last + spread / 2.0),
+        );
         let bar = json!({
             "time": minute, "open": w.open, "high": w.high, "low": w.low, "close": w.last, "volume": w.volume,
         });
@@ -84,9 +112,9 @@ fn round(walks: &mut [Walk]) -> Vec<Update> {
             "s": "ok",
             "n": w.symbol,
             "v": {
-                "lp": w.last, "ask": w.last + spread / 2.0, "bid": w.last - spread / 2.0, "spread": spread,
+                "lp": w.last, "ask": ask, "bid": bid, "spread": spread,
                 "open_price": w.open, "high_price": w.high, "low_price": w.low, "prev_close_price": w.prev_close,
-                "ch": w.last - w.prev_close, "chp": (w.last - w.prev_close) / w.prev_close * 100.0,
+                "ch": to_tick(w.last - w.prev_close), "chp": cents((w.last - w.prev_close) / w.prev_close * 100.0),
                 "volume": w.volume, "short_name": w.symbol, "exchange": "NASDAQ", "description": w.name,
                 "original_name": format!("NASDAQ:{}", w.symbol),
             },
@@ -95,12 +123,35 @@ fn round(walks: &mut [Walk]) -> Vec<Update> {
             "symbol": w.symbol, "price": w.last, "quantity": quantity as f64, "time": now,
             "side": if rng.random_bool(0.5) { "buy" } else { "sell" },
         });
+        let mut levels = |side: f64| -> Vec<serde_json::Value> {
+            (0..10u32)
+                .map(|i| {
+                    let price = to_tick(w.last + side * (spread / 2.0 + TICK * f64::from(i)));
+                    json!({ "price": price, "size": rng.random_range(1..50) * 100 })
+                })
+                .collect()
+        };
+        let book = json!({ "time": now, "bids": levels(-1.0), "asks": levels(1.0) });
         let updates_for_symbol = [
             Update::for_request("bars", json!({"symbol": w.symbol, "resolution": "1"}), bar),
             Update::for_request("quotes", json!({"symbols": [w.symbol]}), quote),
             Update::for_key("trades", &format!("trades:{}", w.symbol), trade),
+            Update::for_request("orderbook", json!({"symbol": w.symbol}), book),
         ];
         updates.extend(updates_for_symbol.into_iter().filter_map(Result::ok));
+        // News is rarer than prices: about one headline per symbol every
+        // twenty rounds.
+        if rng.random_bool(0.05) {
+            let title = HEADLINES[rng.random_range(0..HEADLINES.len())]
+                .replace("{name}", w.name)
+                .replace("{symbol}", w.symbol);
+            let headline = json!({
+                "time": now, "symbol": w.symbol, "title": title,
+                "sentiment": cents(rng.random_range(-1.0..1.0)),
+            });
+            let request = json!({"symbols": [w.symbol], "language": "en"});
+            updates.extend(Update::for_request("news", request, headline).ok());
+        }
     }
     updates
 }

@@ -14,13 +14,20 @@ use super::import::percent_decode;
 /// objects get their required properties and those with a default or an
 /// example; for data, every property.
 pub fn example_value(schema: &Value, all: bool) -> Value {
-    example_at(schema, schema, all, 0)
+    let mut budget = MAX_NODES;
+    example_at(schema, schema, all, 0, &mut budget)
 }
 
-fn example_at(root: &Value, schema: &Value, all: bool, depth: usize) -> Value {
-    if depth > 12 {
+/// Schema nodes visited for one example at most, and the deepest nesting:
+/// past either, the example says `null` there.
+const MAX_NODES: usize = 2_000;
+const MAX_DEPTH: usize = 12;
+
+fn example_at(root: &Value, schema: &Value, all: bool, depth: usize, budget: &mut usize) -> Value {
+    if depth > MAX_DEPTH || *budget == 0 {
         return Value::Null;
     }
+    *budget -= 1;
     let Value::Object(obj) = schema else {
         return Value::Null;
     };
@@ -43,7 +50,7 @@ fn example_at(root: &Value, schema: &Value, all: bool, depth: usize) -> Value {
         let target = r
             .strip_prefix('#')
             .and_then(|p| root.pointer(&percent_decode(p)));
-        return target.map_or(Value::Null, |t| example_at(root, t, all, depth + 1));
+        return target.map_or(Value::Null, |t| example_at(root, t, all, depth + 1, budget));
     }
     for keyword in ["allOf", "oneOf", "anyOf"] {
         if let Some(Value::Array(options)) = obj.get(keyword)
@@ -51,7 +58,7 @@ fn example_at(root: &Value, schema: &Value, all: bool, depth: usize) -> Value {
                 .iter()
                 .find(|o| o.get("type") != Some(&json!("null")))
         {
-            return example_at(root, first, all, depth + 1);
+            return example_at(root, first, all, depth + 1, budget);
         }
     }
     let ty = match obj.get("type") {
@@ -78,14 +85,16 @@ fn example_at(root: &Value, schema: &Value, all: bool, depth: usize) -> Value {
                         .iter()
                         .any(|k| prop.get(k).is_some());
                     if all || documented || required.contains(&name.as_str()) {
-                        out.insert(name.clone(), example_at(root, prop, all, depth + 1));
+                        out.insert(name.clone(), example_at(root, prop, all, depth + 1, budget));
                     }
                 }
             }
             Value::Object(out)
         }
         "array" => match obj.get("items") {
-            Some(items @ Value::Object(_)) => json!([example_at(root, items, all, depth + 1)]),
+            Some(items @ Value::Object(_)) => {
+                json!([example_at(root, items, all, depth + 1, budget)])
+            }
             _ => json!([]),
         },
         "string" => match obj.get("format").and_then(Value::as_str) {
@@ -97,5 +106,27 @@ fn example_at(root: &Value, schema: &Value, all: bool, depth: usize) -> Value {
         "number" => obj.get("minimum").cloned().unwrap_or(json!(0.0)),
         "boolean" => json!(false),
         _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recursive_schema_costs_bounded_work() {
+        // Every node refers to itself eight times: 8^12 nodes unbounded.
+        let children: Map<String, Value> = (0..8)
+            .map(|i| (format!("c{i}"), json!({ "$ref": "#/$defs/Node" })))
+            .collect();
+        let schema = json!({
+            "$defs": { "Node": { "type": "object", "properties": children } },
+            "$ref": "#/$defs/Node",
+        });
+        let started = std::time::Instant::now();
+        let example = example_value(&schema, true);
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
+        assert!(example.to_string().len() < 200_000);
+        assert!(example.get("c0").is_some());
     }
 }

@@ -111,6 +111,9 @@ pub struct PluginFileView {
     pub last_error: Option<String>,
     /// Calls of the serving plugin that failed.
     pub failures: u64,
+    /// Instances of the serving plugin alive now, and the most it may have.
+    pub instances: Option<usize>,
+    pub max_instances: Option<usize>,
     /// Whether its machine code came from the compiled-artifact cache.
     pub compile: Option<CompileInfo>,
 }
@@ -132,13 +135,19 @@ impl Reloader {
         }
     }
 
-    /// Reconcile every `*.wasm` in `dir`, in file-name order; the number of
-    /// routes served afterwards.
+    /// Reconcile every `*.wasm` in `dir`; the number of routes served
+    /// afterwards. The files are loaded concurrently (a first start
+    /// compiles large components for seconds each), and their changes
+    /// applied in file-name order, so that when two files declare one route
+    /// the same one always wins.
     pub async fn load_dir(&self, dir: &Path) -> anyhow::Result<usize> {
         let files = wasm_files(dir)
             .map_err(|e| anyhow::anyhow!("cannot read plugins directory {}: {e}", dir.display()))?;
-        for file in files {
-            self.reconcile(&file, None).await;
+        let _busy = self.busy.lock().await;
+        let loads = futures_util::future::join_all(files.iter().map(|p| self.load(p, false))).await;
+        for (path, loaded) in files.iter().zip(loads) {
+            let change = loaded.map_or_else(|early| early, |new| self.decide(path, new));
+            self.apply(path, change, None).await;
         }
         Ok(self.routes.snapshot().len())
     }
@@ -178,49 +187,60 @@ impl Reloader {
     /// Decide what the file at `path` changes. `retry`: a rejected claimant
     /// is tried again although its content did not change.
     async fn plan(&self, path: &Path, retry: bool) -> Change {
-        let file = match PluginFile::read(path).await {
+        match self.load(path, retry).await {
+            Ok(new) => self.decide(path, new),
+            Err(early) => early,
+        }
+    }
+
+    /// Read and load the file at `path`, unless what it changes is decided
+    /// without loading it (unchanged content, a removed or unreadable file,
+    /// a plugin that does not load): then that change is the error.
+    async fn load(&self, path: &Path, retry: bool) -> Result<Arc<Plugin>, Change> {
+        let max_bytes = self.engine.limits().max_file_bytes;
+        let file = match PluginFile::read(path, max_bytes).await {
             Ok(file) => file,
             // A missing directory is not a removal: keep serving until it
             // is back (the watcher rescans then).
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.is_not_found() => {
                 let dir_exists = path.parent().is_some_and(Path::is_dir);
-                return if dir_exists {
+                return Err(if dir_exists {
                     Change::Forget
                 } else {
                     Change::Unchanged
-                };
+                });
             }
             Err(e) => {
-                return Change::Reject {
+                return Err(Change::Reject {
                     sha256: String::new(),
-                    reason: format!("cannot read file: {e}"),
-                    conflict: false,
-                };
-            }
-        };
-        let (known, previous) = {
-            let files = self.lock_files();
-            let state = files.get(path);
-            let known = state.is_some_and(|s| s.sha256 == file.sha256 && !(retry && s.conflict));
-            (known, state.and_then(|s| s.plugin.clone()))
-        };
-        if known {
-            return Change::Unchanged;
-        }
-        let sha256 = file.sha256.clone();
-        let new = match self.engine.load(file, self.cache.as_ref()).await {
-            Ok(plugin) => Arc::new(plugin),
-            Err(e) => {
-                return Change::Reject {
-                    sha256,
                     reason: e.to_string(),
                     conflict: false,
-                };
+                });
             }
         };
+        let known = self
+            .lock_files()
+            .get(path)
+            .is_some_and(|s| s.sha256 == file.sha256 && !(retry && s.conflict));
+        if known {
+            return Err(Change::Unchanged);
+        }
+        let sha256 = file.sha256.clone();
+        match self.engine.load(file, self.cache.as_ref()).await {
+            Ok(plugin) => Ok(Arc::new(plugin)),
+            Err(e) => Err(Change::Reject {
+                sha256,
+                reason: e.to_string(),
+                conflict: false,
+            }),
+        }
+    }
+
+    /// What serving `new`, loaded from `path`, changes.
+    fn decide(&self, path: &Path, new: Arc<Plugin>) -> Change {
         if let Some(owner) = self.owner_of(&new.info.name, path) {
             return Change::Reject {
-                sha256,
+                sha256: new.sha256.to_string(),
                 reason: format!(
                     "route {:?} is already served by {} (the file serving a route keeps it)",
                     new.info.name,
@@ -229,6 +249,7 @@ impl Reloader {
                 conflict: true,
             };
         }
+        let previous = self.lock_files().get(path).and_then(|s| s.plugin.clone());
         match previous {
             Some(old) if old.route == new.route => Change::Upgrade { old, new },
             Some(old) => Change::Move { old, new },
@@ -408,6 +429,8 @@ impl Reloader {
                     loaded_at: p.map(|p| unix_ms(p.loaded_at)),
                     last_error: state.last_error.clone(),
                     failures: p.map_or(0, |p| p.failures()),
+                    instances: p.map(|p| p.instances().0),
+                    max_instances: p.map(|p| p.instances().1),
                     compile: p.map(|p| p.compile),
                 }
             })
@@ -470,11 +493,13 @@ pub fn is_plugin_file(path: &Path) -> bool {
             .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
 }
 
-/// The plugin files in `dir`, in name order.
+/// The plugin files in `dir`, in name order. Whatever is named like one
+/// is listed (a directory, a FIFO, a dangling symlink...): reading it says
+/// what is wrong, and `GET /api/v1/plugins` shows it.
 pub fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| is_plugin_file(p) && p.is_file())
+        .filter(|p| is_plugin_file(p))
         .collect();
     files.sort();
     Ok(files)

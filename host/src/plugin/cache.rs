@@ -12,6 +12,14 @@
 //! SHA-256. A truncated or corrupted entry fails the check, is deleted and
 //! the component is compiled again. Entries are written to a temporary file
 //! and renamed into place, so a reader never sees a half-written entry.
+//!
+//! The checksum guards against accidents, not attackers: whoever can write
+//! the directory can write a matching checksum, and so run native code in
+//! the host. Hence the trust model (docs/security.md): the directory is the
+//! host user's own. It is created private (mode 0700), and one owned by
+//! another user or writable by group or others is refused (the host then
+//! compiles without a cache); there is no fallback to a directory relative
+//! to the working directory.
 
 use std::{
     hash::{Hash, Hasher},
@@ -43,9 +51,11 @@ pub enum Lookup {
 }
 
 impl ArtifactCache {
-    /// A cache in `dir` (created if missing) for components compiled by `engine`.
+    /// A cache in `dir` (created private if missing) for components
+    /// compiled by `engine`; an error if the directory is not safe to trust.
     pub fn new(dir: &Path, engine: &Engine) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        create_private(dir)?;
+        check_private(dir)?;
         let mut hasher = ShaHasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = format!("{:x}", hasher.0.finalize())[..16].to_owned();
@@ -144,8 +154,9 @@ impl Hasher for ShaHasher {
 }
 
 /// The default cache directory: `$XDG_CACHE_HOME/ws-router/components`,
-/// else `$HOME/.cache/ws-router/components`, else `target/plugin-cache`.
-pub fn default_dir() -> PathBuf {
+/// else `$HOME/.cache/ws-router/components`; none without either (never a
+/// path relative to the working directory, which may be anyone's).
+pub fn default_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -153,11 +164,56 @@ pub fn default_dir() -> PathBuf {
             std::env::var_os("HOME")
                 .filter(|v| !v.is_empty())
                 .map(|h| PathBuf::from(h).join(".cache"))
-        });
-    match base {
-        Some(base) => base.join("ws-router").join("components"),
-        None => PathBuf::from("target/plugin-cache"),
+        })
+        .filter(|base| base.is_absolute())?;
+    Some(base.join("ws-router").join("components"))
+}
+
+/// Create `dir` (and missing parents) readable by its owner only.
+fn create_private(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Refuse a directory that someone other than this user could write to.
+#[cfg(unix)]
+fn check_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir)?;
+    let refuse = |why: String| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            why,
+        ))
+    };
+    if !meta.is_dir() {
+        return refuse(format!("{} is not a directory", dir.display()));
     }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return refuse(format!(
+            "{} is owned by uid {}, not by this user (uid {me}); whoever owns it could run code in the host",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return refuse(format!(
+            "{} is writable by group or others (mode {:o}); whoever can write it could run code in the host",
+            dir.display(),
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 #[cfg(test)]

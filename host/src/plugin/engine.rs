@@ -52,6 +52,9 @@ pub enum CallError {
     Trap(String),
     #[error("the route's plugin returned an invalid answer: {0}")]
     BadOutput(String),
+    /// Every instance the plugin may have is in use; not the plugin's fault.
+    #[error("the route is busy: its {0} plugin instances are all in use; try again")]
+    Busy(usize),
 }
 
 /// The per-instance state wasmtime hands to host functions.
@@ -79,6 +82,17 @@ pub(crate) struct Instance {
 
 /// How often the engine's epoch advances; the granularity of deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Per store (one instance of a component): its linear memories, tables,
+/// core instances, table size and WASI resources. Generous for the
+/// toolchains seen (a componentize-py component instantiates 64 core
+/// modules sharing one memory, a ComponentizeJS one has a 7,688-entry
+/// table), small enough that the memory cap is a cap on the instance.
+const MAX_MEMORIES: usize = 2;
+const MAX_TABLES: usize = 32;
+const MAX_CORE_INSTANCES: usize = 128;
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+const MAX_RESOURCES: usize = 1_000;
 
 /// Shared by every plugin; cheap to clone.
 #[derive(Clone)]
@@ -146,6 +160,8 @@ impl PluginEngine {
     /// only stdout and stderr, which go to the log.
     pub(crate) fn store(&self, output: &Arc<PluginOutput>) -> Store<PluginState> {
         let limits = &self.inner.limits;
+        let mut table = wasmtime::component::ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         let state = PluginState {
             wasi: wasmtime_wasi::WasiCtxBuilder::new()
                 .allow_tcp(false)
@@ -154,11 +170,14 @@ impl PluginEngine {
                 .stdout(output.stream("stdout"))
                 .stderr(output.stream("stderr"))
                 .build(),
-            table: wasmtime::component::ResourceTable::new(),
+            table,
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
+                .memories(MAX_MEMORIES)
+                .tables(MAX_TABLES)
+                .table_elements(MAX_TABLE_ELEMENTS)
+                .instances(MAX_CORE_INSTANCES)
                 .trap_on_grow_failure(true)
-                .instances(16)
                 .build(),
             deadline: Instant::now(),
         };
@@ -176,31 +195,42 @@ impl PluginEngine {
         store
     }
 
-    /// Start the clock for one call on `store`.
-    pub(crate) fn arm(&self, store: &mut Store<PluginState>) -> Instant {
-        let deadline = Instant::now() + self.inner.limits.deadline;
+    /// Start the clock for one call on `store`, to end at `deadline`.
+    /// The epoch check stops wasm code running past it; the caller bounds
+    /// the call in wall-clock time as well (a plugin waiting in WASI runs
+    /// no wasm code).
+    pub(crate) fn arm(&self, store: &mut Store<PluginState>, deadline: Instant) {
         store.data_mut().deadline = deadline;
         store.set_epoch_deadline(1);
-        deadline
     }
 
+    /// A new instance, its start-up code run under `deadline`.
     pub(crate) async fn instantiate(
         &self,
         pre: &RoutePluginPre<PluginState>,
         output: &Arc<PluginOutput>,
+        deadline: Instant,
     ) -> wasmtime::Result<Instance> {
         let mut store = self.store(output);
-        self.arm(&mut store);
-        let bindings = pre.instantiate_async(&mut store).await?;
+        self.arm(&mut store, deadline);
+        let bindings = tokio::time::timeout_at(deadline.into(), pre.instantiate_async(&mut store))
+            .await
+            .map_err(|_| {
+                wasmtime::Error::msg("instantiating did not finish within its deadline")
+            })??;
         Ok(Instance { store, bindings })
     }
 
     /// Turn a failed call into what the caller reports.
     pub(crate) fn classify(&self, error: wasmtime::Error, deadline: Instant) -> CallError {
         match error.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => CallError::Deadline(self.inner.limits.deadline_ms()),
-            _ if Instant::now() >= deadline => CallError::Deadline(self.inner.limits.deadline_ms()),
+            Some(wasmtime::Trap::Interrupt) => self.deadline_error(),
+            _ if Instant::now() >= deadline => self.deadline_error(),
             _ => CallError::Trap(format!("{error:#}")),
         }
+    }
+
+    pub(crate) fn deadline_error(&self) -> CallError {
+        CallError::Deadline(self.inner.limits.deadline_ms())
     }
 }

@@ -5,7 +5,7 @@
 use std::{
     path::{Path, PathBuf},
     sync::{Arc, atomic::AtomicU64},
-    time::SystemTime,
+    time::{Instant, SystemTime},
 };
 
 use tokio_util::task::TaskTracker;
@@ -32,6 +32,29 @@ pub struct PluginFile {
     pub sha256: String,
 }
 
+/// Why a plugin file was not read. Anyone who can write the plugins
+/// directory can put anything there: a FIFO (reading it would block the
+/// reload loop), a symlink to `/dev/zero` (reading it would never end), a
+/// file of gigabytes.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a regular file")]
+    NotRegular,
+    #[error("a symlink that resolves outside the plugins directory (to {0})")]
+    OutsideDir(String),
+    #[error("the file is {size} bytes, over the limit of {max} bytes (--max-plugin-bytes)")]
+    TooBig { size: u64, max: u64 },
+}
+
+impl FileError {
+    /// The file does not exist (it was removed).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, FileError::Io(e) if e.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
 impl PluginFile {
     pub fn new(path: &Path, bytes: Vec<u8>) -> PluginFile {
         PluginFile {
@@ -41,9 +64,51 @@ impl PluginFile {
         }
     }
 
-    pub async fn read(path: &Path) -> std::io::Result<PluginFile> {
-        Ok(PluginFile::new(path, tokio::fs::read(path).await?))
+    /// Read the plugin file at `path`: a regular file of at most
+    /// `max_bytes`, or a symlink to one inside the same directory.
+    pub async fn read(path: &Path, max_bytes: u64) -> Result<PluginFile, FileError> {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || read_checked(&path, max_bytes))
+            .await
+            .map_err(|e| FileError::Io(std::io::Error::other(e)))?
     }
+}
+
+fn read_checked(path: &Path, max_bytes: u64) -> Result<PluginFile, FileError> {
+    use std::io::Read;
+    if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
+        let dir = path.parent().unwrap_or(Path::new(".")).canonicalize()?;
+        let target = path.canonicalize()?;
+        if !target.starts_with(&dir) {
+            return Err(FileError::OutsideDir(target.display().to_string()));
+        }
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // Opening a FIFO for reading waits for a writer; non-blocking, it does
+    // not, and the type check below refuses it. Checking the open file
+    // (not the path) leaves no gap for the path to be swapped meanwhile.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(FileError::NotRegular);
+    }
+    let too_big = |size| FileError::TooBig {
+        size,
+        max: max_bytes,
+    };
+    if meta.len() > max_bytes {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(PluginFile::new(path, bytes))
 }
 
 /// The interface every route plugin exports, without its version.
@@ -55,8 +120,8 @@ const DELIVERY_INTERFACE: &str = "ws-router:plugin/delivery@0.1.1";
 /// Why a file was not loaded. Each names the reason in one line.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read file: {0}")]
-    Read(#[from] std::io::Error),
+    #[error("{0}")]
+    File(#[from] FileError),
     #[error("not a WebAssembly component: {0}")]
     NotComponent(String),
     #[error("not a route plugin: it does not export {ROUTE_INTERFACE} (it exports: {0})")]
@@ -69,8 +134,15 @@ pub enum LoadError {
     Link(String),
     #[error("plugin failed while loading ({call}): {message}")]
     Trap { call: &'static str, message: String },
+    #[error("plugin did not answer within {ms} ms while loading ({call})")]
+    Deadline { call: &'static str, ms: u128 },
     #[error("invalid route name {0:?}: use 1-64 lowercase ASCII letters, digits, '_' or '-'")]
     BadName(String),
+    #[error("invalid {field}: {problem}")]
+    BadMetadata {
+        field: &'static str,
+        problem: String,
+    },
     #[error("invalid {which} schema: {message}")]
     BadSchema {
         which: &'static str,
@@ -85,7 +157,8 @@ impl PluginEngine {
         path: &Path,
         cache: Option<&ArtifactCache>,
     ) -> Result<Plugin, LoadError> {
-        self.load(PluginFile::read(path).await?, cache).await
+        let file = PluginFile::read(path, self.limits().max_file_bytes).await?;
+        self.load(file, cache).await
     }
 
     /// Load the plugin in `file`, compiling it or taking it from `cache`.
@@ -114,13 +187,11 @@ impl PluginEngine {
         let delivery = self.ask_delivery(&instance_pre, &output).await?;
         let pre =
             RoutePluginPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let deadline = self.load_deadline();
         let mut instance = self
-            .instantiate(&pre, &output)
+            .instantiate(&pre, &output, deadline)
             .await
-            .map_err(|e| LoadError::Trap {
-                call: "instantiate",
-                message: format!("{e:#}"),
-            })?;
+            .map_err(|e| self.load_error("instantiate", deadline, e))?;
 
         let info = self.ask_info(&mut instance).await?;
         let request_schema = self.ask_schema(&mut instance, "request").await?;
@@ -138,7 +209,7 @@ impl PluginEngine {
             compile,
             pre,
             engine: self.clone(),
-            pool: Pool::with(instance),
+            pool: Pool::new(self.limits().instances, instance),
             output,
             failures: AtomicU64::new(0),
             leases: TaskTracker::new(),
@@ -225,6 +296,48 @@ impl PluginEngine {
         }
     }
 
+    /// When a call made while loading must have answered.
+    fn load_deadline(&self) -> Instant {
+        Instant::now() + self.limits().load_deadline
+    }
+
+    /// Run `call` (named `name`) of a plugin being loaded, bounded in
+    /// wall-clock time: a plugin waiting in WASI runs no wasm code, so the
+    /// epoch check alone would never stop it, and the load (and with it hot
+    /// reload) would wait forever.
+    async fn bounded<T>(
+        &self,
+        name: &'static str,
+        deadline: Instant,
+        call: impl Future<Output = wasmtime::Result<T>>,
+    ) -> Result<T, LoadError> {
+        match tokio::time::timeout_at(deadline.into(), call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(self.load_error(name, deadline, e)),
+            Err(_) => Err(LoadError::Deadline {
+                call: name,
+                ms: self.limits().load_deadline.as_millis(),
+            }),
+        }
+    }
+
+    fn load_error(&self, call: &'static str, deadline: Instant, e: wasmtime::Error) -> LoadError {
+        let interrupted = matches!(
+            e.downcast_ref::<wasmtime::Trap>(),
+            Some(wasmtime::Trap::Interrupt)
+        );
+        if interrupted || Instant::now() >= deadline {
+            return LoadError::Deadline {
+                call,
+                ms: self.limits().load_deadline.as_millis(),
+            };
+        }
+        LoadError::Trap {
+            call,
+            message: truncate(&format!("{e:#}"), MAX_REASON),
+        }
+    }
+
     /// The route's delivery policy, from the optional `delivery` interface
     /// (probed by name: plugins built against 0.1.0 do not export it).
     async fn ask_delivery(
@@ -233,57 +346,47 @@ impl PluginEngine {
         output: &std::sync::Arc<PluginOutput>,
     ) -> Result<DeliveryPolicy, LoadError> {
         use wasmtime::component::Val;
-        let trap = |message: String| LoadError::Trap {
-            call: "delivery-policy",
-            message,
-        };
+        const CALL: &str = "delivery-policy";
+        let deadline = self.load_deadline();
         let mut store = self.store(output);
-        self.arm(&mut store);
-        let instance = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| trap(format!("instantiate: {e:#}")))?;
+        self.arm(&mut store, deadline);
+        let instance = self
+            .bounded(CALL, deadline, pre.instantiate_async(&mut store))
+            .await?;
         let Some(iface) = instance.get_export_index(&mut store, None, DELIVERY_INTERFACE) else {
             return Ok(DeliveryPolicy::QueueAll);
+        };
+        let trap = |message: &str| LoadError::Trap {
+            call: CALL,
+            message: message.to_owned(),
         };
         let func = instance
             .get_export_index(&mut store, Some(&iface), "delivery-policy")
             .and_then(|f| instance.get_func(&mut store, f))
-            .ok_or_else(|| {
-                trap("the delivery interface has no delivery-policy function".to_owned())
-            })?;
+            .ok_or_else(|| trap("the delivery interface has no delivery-policy function"))?;
         let mut results = [Val::Bool(false)];
-        func.call_async(&mut store, &[], &mut results)
-            .await
-            .map_err(|e| trap(format!("{e:#}")))?;
+        self.bounded(
+            CALL,
+            deadline,
+            func.call_async(&mut store, &[], &mut results),
+        )
+        .await?;
         match &results[0] {
             Val::Enum(case) if case == "queue-all" => Ok(DeliveryPolicy::QueueAll),
             Val::Enum(case) if case == "latest-value" => Ok(DeliveryPolicy::LatestValue),
-            other => Err(trap(format!("unexpected delivery policy {other:?}"))),
+            _ => Err(trap("unexpected delivery policy")),
         }
     }
 
     async fn ask_info(&self, instance: &mut Instance) -> Result<RouteInfo, LoadError> {
-        self.arm(&mut instance.store);
-        let info = instance
+        let deadline = self.load_deadline();
+        self.arm(&mut instance.store, deadline);
+        let call = instance
             .bindings
             .ws_router_plugin_route()
-            .call_info(&mut instance.store)
-            .await
-            .map_err(|e| LoadError::Trap {
-                call: "info",
-                message: format!("{e:#}"),
-            })?;
-        let valid_name = !info.name.is_empty()
-            && info.name.len() <= 64
-            && info
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if !valid_name {
-            return Err(LoadError::BadName(info.name));
-        }
-        Ok(RouteInfo {
+            .call_info(&mut instance.store);
+        let info = self.bounded("info", deadline, call).await?;
+        check_metadata(RouteInfo {
             name: info.name,
             version: info.version,
             description: info.description,
@@ -296,22 +399,87 @@ impl PluginEngine {
         instance: &mut Instance,
         which: &'static str,
     ) -> Result<Schema, LoadError> {
-        self.arm(&mut instance.store);
+        let deadline = self.load_deadline();
+        self.arm(&mut instance.store, deadline);
         let route = instance.bindings.ws_router_plugin_route();
-        let text = match which {
-            "request" => route.call_request_schema(&mut instance.store).await,
-            _ => route.call_data_schema(&mut instance.store).await,
-        }
-        .map_err(|e| LoadError::Trap {
-            call: if which == "request" {
-                "request-schema"
-            } else {
-                "data-schema"
-            },
-            message: format!("{e:#}"),
-        })?;
-        Schema::compile(&text).map_err(|message| LoadError::BadSchema { which, message })
+        let text = if which == "request" {
+            let call = route.call_request_schema(&mut instance.store);
+            self.bounded("request-schema", deadline, call).await?
+        } else {
+            let call = route.call_data_schema(&mut instance.store);
+            self.bounded("data-schema", deadline, call).await?
+        };
+        Schema::compile(&text).map_err(|message| LoadError::BadSchema {
+            which,
+            message: truncate(&message, MAX_REASON),
+        })
     }
+}
+
+/// Longest reason kept from a plugin's answer or a trap: a reason is shown
+/// in the API and the log, and a plugin must not make either unbounded.
+const MAX_REASON: usize = 1024;
+/// Metadata bounds: the values reach every client in `routes.changed`, and
+/// tags name endpoints (`/api/v1/<tag>/ws`).
+const MAX_VERSION_BYTES: usize = 64;
+const MAX_DESCRIPTION_BYTES: usize = 4096;
+const MAX_TAGS: usize = 16;
+const MAX_TAG_BYTES: usize = 32;
+
+/// The route name, version, description and tags, or why they are refused.
+fn check_metadata(info: RouteInfo) -> Result<RouteInfo, LoadError> {
+    let is_name_byte =
+        |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-';
+    if info.name.is_empty() || info.name.len() > 64 || !info.name.bytes().all(is_name_byte) {
+        return Err(LoadError::BadName(truncate(&info.name, 80)));
+    }
+    let bad = |field: &'static str, problem: String| Err(LoadError::BadMetadata { field, problem });
+    if info.version.len() > MAX_VERSION_BYTES {
+        return bad(
+            "version",
+            format!(
+                "{} bytes, over the limit of {MAX_VERSION_BYTES}",
+                info.version.len()
+            ),
+        );
+    }
+    if let Err(e) = semver::Version::parse(&info.version) {
+        return bad(
+            "version",
+            format!("{:?} is not a semantic version ({e})", info.version),
+        );
+    }
+    if info.description.len() > MAX_DESCRIPTION_BYTES {
+        return bad(
+            "description",
+            format!(
+                "{} bytes, over the limit of {MAX_DESCRIPTION_BYTES}",
+                info.description.len()
+            ),
+        );
+    }
+    if info.tags.len() > MAX_TAGS {
+        return bad(
+            "tags",
+            format!("{} tags, over the limit of {MAX_TAGS}", info.tags.len()),
+        );
+    }
+    for tag in &info.tags {
+        if tag.is_empty() || tag.len() > MAX_TAG_BYTES || !tag.bytes().all(is_name_byte) {
+            return bad(
+                "tag",
+                format!(
+                    "{:?}: use 1-{MAX_TAG_BYTES} lowercase ASCII letters, digits, '_' or '-'",
+                    truncate(tag, 40)
+                ),
+            );
+        }
+    }
+    Ok(info)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    super::schema::truncate(s, max)
 }
 
 /// Hex SHA-256 of a plugin file's content: its identity in the cache, the

@@ -9,7 +9,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
@@ -17,9 +17,9 @@ use tracing::Instrument;
 
 use super::{
     bindings::{RoutePluginPre, exports::ws_router::plugin::route as wit},
-    engine::{CallError, Instance, PluginEngine, PluginState},
+    engine::{CallError, PluginEngine, PluginState},
     output::PluginOutput,
-    pool::Pool,
+    pool::{Pool, Pooled},
     schema::Schema,
 };
 
@@ -202,33 +202,43 @@ impl Plugin {
         })
     }
 
+    /// One `topics` call: wait (until the deadline) for a free slot, then
+    /// run the call on an idle or new instance, bounded in wall-clock time
+    /// as well as by the epoch check, since a plugin waiting in WASI (a
+    /// sleep) runs no wasm code that the epoch check could stop.
     async fn call_topics(
         &self,
         request: &str,
     ) -> Result<Result<wit::Subscription, wit::TopicError>, CallError> {
-        let mut instance = self.checkout().await?;
-        let deadline = self.engine.arm(&mut instance.store);
+        let limits = self.engine.limits();
+        let waited_until = Instant::now() + limits.deadline;
+        let Some(_slot) = self.pool.slot(waited_until).await else {
+            return Err(CallError::Busy(self.pool.max()));
+        };
+        let deadline = Instant::now() + limits.deadline;
         let span = tracing::trace_span!("plugin_call", route = %self.info.name, call = "topics");
+        let call = async {
+            let mut pooled = self.checkout(deadline).await?;
+            let instance = &mut pooled.instance;
+            self.engine.arm(&mut instance.store, deadline);
+            let answer = instance
+                .bindings
+                .ws_router_plugin_route()
+                .call_topics(&mut instance.store, request)
+                .await
+                // The instance may be mid-way through anything: dropped.
+                .map_err(|trap| self.engine.classify(trap, deadline))?;
+            self.pool.give_back(pooled);
+            Ok(answer)
+        };
         // Instrumented rather than entered: the call is awaited, and a span
         // entered across an await would tag whatever runs while it waits.
-        let result = instance
-            .bindings
-            .ws_router_plugin_route()
-            .call_topics(&mut instance.store, request)
-            .instrument(span)
-            .await;
-        match result {
-            Ok(answer) => {
-                self.pool.give_back(instance);
-                Ok(answer)
-            }
-            Err(trap) => {
-                // The instance may be mid-way through anything: drop it.
-                let err = self.engine.classify(trap, deadline);
-                self.record_failure(&err);
-                Err(err)
-            }
-        }
+        // Past the deadline the call's future is dropped, and with it the
+        // instance.
+        let result = tokio::time::timeout_at(deadline.into(), call.instrument(span))
+            .await
+            .unwrap_or_else(|_| Err(self.engine.deadline_error()));
+        result.inspect_err(|e| self.record_failure(e))
     }
 
     fn record_failure(&self, err: &CallError) {
@@ -240,17 +250,20 @@ impl Plugin {
         tracing::warn!(route = %self.info.name, failures = n, error = %err, detail, "plugin call failed");
     }
 
-    async fn checkout(&self) -> Result<Instance, CallError> {
-        if let Some(instance) = self.pool.take() {
-            return Ok(instance);
+    async fn checkout(&self, deadline: Instant) -> Result<Pooled, CallError> {
+        if let Some(pooled) = self.pool.take() {
+            return Ok(pooled);
         }
-        self.engine
-            .instantiate(&self.pre, &self.output)
+        let instance = self
+            .engine
+            .instantiate(&self.pre, &self.output, deadline)
             .await
-            .map_err(|e| {
-                let err = CallError::Trap(format!("instantiate: {e:#}"));
-                self.record_failure(&err);
-                err
-            })
+            .map_err(|e| CallError::Trap(format!("instantiate: {e:#}")))?;
+        Ok(self.pool.adopt(instance))
+    }
+
+    /// Instances alive now, and the most the plugin may have.
+    pub fn instances(&self) -> (usize, usize) {
+        (self.pool.live(), self.pool.max())
     }
 }
