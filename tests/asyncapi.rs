@@ -76,8 +76,13 @@ async fn document_describes_every_route_with_its_version_and_schemas() {
         schemas["ticker.data"]["properties"]["values"]["$ref"],
         "#/components/schemas/ticker.QuoteValues"
     );
+    // `v` is `QuoteValues | object` (the earlier design's model).
     assert_eq!(
         schemas["quotes.data"]["properties"]["v"]["allOf"][0]["$ref"],
+        "#/components/schemas/quotes.QuoteValue"
+    );
+    assert_eq!(
+        schemas["quotes.QuoteValue"]["anyOf"][0]["$ref"],
         "#/components/schemas/quotes.QuoteValues"
     );
     // No plugin-relative reference is left.

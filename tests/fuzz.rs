@@ -1,11 +1,11 @@
 //! Property tests (fuzzing) of the envelope parser: whatever a client sends,
-//! `parse_command` answers without panicking, and well-formed commands parse
-//! to exactly what was sent. `just test` runs a few cases; `just fuzz` runs
-//! many (PROPTEST_CASES).
+//! `parse_command` answers without panicking, well-formed commands parse
+//! to exactly what was sent, and a valid `id` is echoed byte for byte.
+//! `just test` runs a few cases; `just fuzz` runs many (PROPTEST_CASES).
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use ws_router_host::protocol::{FrameError, Operation, parse_command};
+use ws_router_host::protocol::{self, FrameError, Operation, parse_command};
 
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -86,7 +86,10 @@ proptest! {
         let text = json!({"type": format!("{route}.{op}"), "payload": payload}).to_string();
         if payload.is_null() {
             // `"payload": null` is no request: the same answer as a missing one.
-            let missing = matches!(parse_command(&text), Err(FrameError::MissingPayload { .. }));
+            let missing = matches!(
+                parse_command(&text).map_err(|r| r.error),
+                Err(FrameError::MissingPayload { .. })
+            );
             prop_assert!(missing);
             return Ok(());
         }
@@ -103,7 +106,39 @@ proptest! {
     #[test]
     fn server_operations_are_refused(route in "[a-z0-9_-]{1,16}", op in "(update|response)", payload in json_value()) {
         let text = json!({"type": format!("{route}.{op}"), "payload": payload}).to_string();
-        let refused = matches!(parse_command(&text), Err(FrameError::ServerOnly(_)));
+        let refused = matches!(parse_command(&text).map_err(|r| r.error), Err(FrameError::ServerOnly(_)));
         prop_assert!(refused);
+    }
+
+    #[test]
+    fn any_id_gets_an_answer_and_a_valid_one_is_echoed(id in json_value(), text_id in ".{0,80}", n in any::<u64>()) {
+        for id in [id, Value::String(text_id), json!(n)] {
+            let frame = json!({"type": "bars.subscribe", "id": id, "payload": {}}).to_string();
+            let valid = match &id {
+                Value::Null => true,
+                Value::String(s) => s.len() <= protocol::MAX_ID_BYTES,
+                Value::Number(n) => n.as_u64().is_some_and(|n| n <= protocol::MAX_ID_INTEGER),
+                _ => false,
+            };
+            match parse_command(&frame) {
+                Ok(command) => {
+                    prop_assert!(valid, "accepted {id}");
+                    let reply: Value = serde_json::from_str(&protocol::ok_reply(
+                        command.route, command.op, command.id, "bars:x", &[],
+                    )).unwrap();
+                    if id.is_null() {
+                        prop_assert!(reply.get("id").is_none());
+                    } else {
+                        prop_assert_eq!(&reply["id"], &id);
+                    }
+                }
+                Err(refused) => {
+                    prop_assert!(!valid, "refused {id}");
+                    let reply: Value = serde_json::from_str(&refused.reply()).unwrap();
+                    prop_assert_eq!(&reply["type"], "bars.subscribe.response");
+                    prop_assert!(reply.get("id").is_none());
+                }
+            }
+        }
     }
 }

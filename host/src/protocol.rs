@@ -1,6 +1,9 @@
 //! The wire format (see `shared/reference/wire-format.md`).
 //!
-//! Every frame is `{"type": "<route>.<operation>", "payload": <any>}`.
+//! Every frame is `{"type": "<route>.<operation>", "payload": <any>}`. A
+//! client frame may also carry an `"id"` (a string of at most 64 bytes or a
+//! non-negative integer up to 2^53-1), which the host echoes at the top level
+//! of its reply to that frame, so a client can match replies to commands.
 //! Client frames are parsed here and nowhere else; every frame the host sends
 //! is encoded here too, so what a client can see is decided in one file.
 
@@ -32,6 +35,87 @@ pub struct Command<'a> {
     pub route: &'a str,
     pub op: Operation,
     pub payload: &'a RawValue,
+    /// The frame's `id`, echoed in the reply.
+    pub id: Option<Id<'a>>,
+}
+
+/// Longest string `id`, in bytes (of the decoded string).
+pub const MAX_ID_BYTES: usize = 64;
+/// Largest integer `id`: 2^53-1, the largest integer every JSON parser
+/// (JavaScript's included) reads exactly.
+pub const MAX_ID_INTEGER: u64 = (1 << 53) - 1;
+
+/// A valid client frame `id`: its JSON text exactly as the client sent it
+/// (a string or a non-negative integer), echoed unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Id<'a>(&'a str);
+
+impl<'a> Id<'a> {
+    /// Check the JSON text of an `id`; `null` is no id.
+    fn parse(raw: &'a RawValue) -> Result<Option<Id<'a>>, FrameError> {
+        let text = raw.get();
+        let valid = match text.as_bytes().first() {
+            Some(b'n') => return Ok(None),
+            Some(b'"') => serde_json::from_str::<std::borrow::Cow<'_, str>>(text)
+                .is_ok_and(|s| s.len() <= MAX_ID_BYTES),
+            // JSON integers have no leading zeros, sign or exponent here:
+            // digits only, then the range.
+            Some(b'0'..=b'9') => {
+                text.bytes().all(|b| b.is_ascii_digit())
+                    && text.parse::<u64>().is_ok_and(|n| n <= MAX_ID_INTEGER)
+            }
+            _ => false,
+        };
+        if valid {
+            Ok(Some(Id(text)))
+        } else {
+            Err(FrameError::BadId {
+                got: crate::plugin::schema::truncate(text, 80),
+                command: None,
+            })
+        }
+    }
+
+    /// The id as JSON text.
+    pub fn as_json(&self) -> &'a str {
+        self.0
+    }
+}
+
+impl Serialize for Id<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Valid JSON by construction (it was parsed from the frame).
+        match serde_json::from_str::<&RawValue>(self.0) {
+            Ok(raw) => raw.serialize(serializer),
+            Err(_) => serializer.serialize_none(),
+        }
+    }
+}
+
+/// A frame the host refused: why, and the frame's `id` when it could be
+/// read (the error reply carries it).
+#[derive(Debug)]
+pub struct Refused<'a> {
+    pub error: FrameError,
+    pub id: Option<Id<'a>>,
+}
+
+impl From<FrameError> for Refused<'_> {
+    fn from(error: FrameError) -> Self {
+        Refused { error, id: None }
+    }
+}
+
+impl Refused<'_> {
+    /// The error reply to send: `<route>.<op>.response` when the frame named
+    /// a valid client operation, else an `error` frame.
+    pub fn reply(&self) -> String {
+        let message = self.error.to_string();
+        match self.error.reply_to() {
+            Some((route, op)) => error_reply(route, op, self.id, &message, &[]),
+            None => error_frame(self.id, &message),
+        }
+    }
 }
 
 /// Why a client frame was refused. The `Display` text is what the client
@@ -54,6 +138,15 @@ pub enum FrameError {
     UnknownOperation { ty: String, op: String },
     #[error("\"payload\" is missing; send the route's subscription request (for example {{}})")]
     MissingPayload { route: String, op: Operation },
+    #[error(
+        "\"id\" must be a string of at most 64 bytes or an integer from 0 to 2^53-1 (or be left out), got {got}"
+    )]
+    BadId {
+        /// The id as sent, shortened.
+        got: String,
+        /// The command the frame named, when its type was valid.
+        command: Option<(String, Operation)>,
+    },
     #[error("binary frames are not supported; send JSON text frames")]
     Binary,
 }
@@ -63,7 +156,11 @@ impl FrameError {
     /// named a valid client operation; otherwise the reply type is `error`.
     pub fn reply_to(&self) -> Option<(&str, Operation)> {
         match self {
-            FrameError::MissingPayload { route, op } => Some((route, *op)),
+            FrameError::MissingPayload { route, op }
+            | FrameError::BadId {
+                command: Some((route, op)),
+                ..
+            } => Some((route, *op)),
             _ => None,
         }
     }
@@ -71,15 +168,17 @@ impl FrameError {
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
-    #[serde(rename = "type", borrow)]
-    ty: std::borrow::Cow<'a, str>,
+    #[serde(rename = "type", borrow, default)]
+    ty: Option<&'a RawValue>,
     #[serde(borrow, default)]
     payload: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
 }
 
 /// Parse one text frame from a client. Unknown envelope fields are ignored,
 /// as unknown request fields are.
-pub fn parse_command(text: &str) -> Result<Command<'_>, FrameError> {
+pub fn parse_command(text: &str) -> Result<Command<'_>, Refused<'_>> {
     // Tell "not JSON at all" from "JSON of the wrong shape": clients fix
     // these differently.
     let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
@@ -89,9 +188,45 @@ pub fn parse_command(text: &str) -> Result<Command<'_>, FrameError> {
             FrameError::BadEnvelope(e.to_string())
         }
     })?;
-    // A `type` with escapes is not borrowable; no valid type has escapes.
-    let std::borrow::Cow::Borrowed(ty) = envelope.ty else {
-        return Err(FrameError::BadType(envelope.ty.into_owned()));
+    // The id first: every later refusal carries it.
+    let id = match envelope.id.map(Id::parse).transpose() {
+        Ok(id) => id.flatten(),
+        Err(FrameError::BadId { got, .. }) => {
+            // Still answer on the command's reply type when it is one.
+            let command = parse_type(envelope.ty)
+                .ok()
+                .map(|(route, op)| (route.to_owned(), op));
+            return Err(FrameError::BadId { got, command }.into());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let refuse = |error| Refused { error, id };
+    let (route, op) = parse_type(envelope.ty).map_err(refuse)?;
+    let Some(payload) = envelope.payload else {
+        return Err(refuse(FrameError::MissingPayload {
+            route: route.to_owned(),
+            op,
+        }));
+    };
+    Ok(Command {
+        route,
+        op,
+        payload,
+        id,
+    })
+}
+
+/// `<route>.<op>` of a client frame's `type`.
+fn parse_type(ty: Option<&RawValue>) -> Result<(&str, Operation), FrameError> {
+    let Some(raw) = ty else {
+        return Err(FrameError::BadEnvelope("missing field `type`".to_owned()));
+    };
+    let Ok(ty) = serde_json::from_str::<&str>(raw.get()) else {
+        // A `type` with escapes is not borrowable; no valid type has escapes.
+        return Err(match serde_json::from_str::<String>(raw.get()) {
+            Ok(ty) => FrameError::BadType(ty),
+            Err(e) => FrameError::BadEnvelope(format!("\"type\" must be a string: {e}")),
+        });
     };
     let Some((route, op)) = ty.rsplit_once('.') else {
         return Err(FrameError::BadType(ty.to_owned()));
@@ -110,13 +245,7 @@ pub fn parse_command(text: &str) -> Result<Command<'_>, FrameError> {
     if route.is_empty() || route.contains('.') {
         return Err(FrameError::BadType(ty.to_owned()));
     }
-    let Some(payload) = envelope.payload else {
-        return Err(FrameError::MissingPayload {
-            route: route.to_owned(),
-            op,
-        });
-    };
-    Ok(Command { route, op, payload })
+    Ok((route, op))
 }
 
 pub use crate::plugin::Problem;
@@ -214,22 +343,30 @@ pub enum Status {
 struct Frame<'a, P: Serialize> {
     #[serde(rename = "type")]
     ty: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<Id<'a>>,
     payload: P,
 }
 
-fn encode<P: Serialize>(ty: &str, payload: P) -> String {
+fn encode<P: Serialize>(ty: &str, id: Option<Id<'_>>, payload: P) -> String {
     // Only strings, numbers and plain structs: serializing cannot fail.
-    serde_json::to_string(&Frame { ty, payload }).unwrap_or_default()
+    serde_json::to_string(&Frame { ty, id, payload }).unwrap_or_default()
 }
 
-/// `<route>.<op>.response` with the given reply.
-pub fn reply_frame(route: &str, op: Operation, reply: &Reply<'_>) -> String {
-    encode(&format!("{route}.{}.response", op.as_str()), reply)
+/// `<route>.<op>.response` with the given reply, echoing the command's `id`.
+pub fn reply_frame(route: &str, op: Operation, id: Option<Id<'_>>, reply: &Reply<'_>) -> String {
+    encode(&format!("{route}.{}.response", op.as_str()), id, reply)
 }
 
 /// The `ok` reply to a command: `message` is "Subscribed" or
 /// "Unsubscribed"; `keys` are listed when they differ from `[topic]`.
-pub fn ok_reply(route: &str, op: Operation, topic: &str, keys: &[Arc<str>]) -> String {
+pub fn ok_reply(
+    route: &str,
+    op: Operation,
+    id: Option<Id<'_>>,
+    topic: &str,
+    keys: &[Arc<str>],
+) -> String {
     let message = match op {
         Operation::Subscribe => "Subscribed",
         Operation::Unsubscribe => "Unsubscribed",
@@ -240,18 +377,26 @@ pub fn ok_reply(route: &str, op: Operation, topic: &str, keys: &[Arc<str>]) -> S
         topic,
         topics: differ.then_some(keys),
     };
-    reply_frame(route, op, &reply)
+    reply_frame(route, op, id, &reply)
 }
 
 /// The `error` reply to a command.
-pub fn error_reply(route: &str, op: Operation, message: &str, errors: &[Problem]) -> String {
-    reply_frame(route, op, &Reply::Error { message, errors })
+pub fn error_reply(
+    route: &str,
+    op: Operation,
+    id: Option<Id<'_>>,
+    message: &str,
+    errors: &[Problem],
+) -> String {
+    reply_frame(route, op, id, &Reply::Error { message, errors })
 }
 
-/// An error about a frame that named no valid operation.
-pub fn error_frame(message: &str) -> String {
+/// An error about a frame that named no valid operation; `id` is the
+/// frame's, when it could be read.
+pub fn error_frame(id: Option<Id<'_>>, message: &str) -> String {
     encode(
         "error",
+        id,
         ErrorPayload {
             status: Status::Error,
             message,
@@ -265,6 +410,7 @@ pub fn route_removed_frame(route: &str, topics: &[&str]) -> String {
     let message = format!("route {route:?} was removed; its subscriptions have ended");
     encode(
         "route.removed",
+        None,
         RouteRemoved {
             route,
             message,
@@ -280,7 +426,7 @@ pub fn routes_changed_frame(routes: &[(&str, &str)]) -> String {
         .iter()
         .map(|(name, version)| RouteVersion { name, version })
         .collect();
-    encode("routes.changed", RoutesChanged { routes })
+    encode("routes.changed", None, RoutesChanged { routes })
 }
 
 /// `{"type":"<route>.update","payload":{"topic":<topic>,"payload":<data>}}`.
@@ -353,37 +499,121 @@ mod tests {
         assert_eq!(cmd.payload.get(), r#"{"symbol":"AAPL"}"#);
     }
 
+    fn refusal(text: &str) -> FrameError {
+        parse_command(text).expect_err(text).error
+    }
+
     #[test]
     fn refuses_what_clients_may_not_send() {
-        assert!(matches!(parse_command("nope"), Err(FrameError::NotJson(_))));
+        assert!(matches!(refusal("nope"), FrameError::NotJson(_)));
+        assert!(matches!(refusal("[1]"), FrameError::BadEnvelope(_)));
         assert!(matches!(
-            parse_command("[1]"),
-            Err(FrameError::BadEnvelope(_))
+            refusal(r#"{"type":"bars.update","payload":{}}"#),
+            FrameError::ServerOnly(_)
         ));
         assert!(matches!(
-            parse_command(r#"{"type":"bars.update","payload":{}}"#),
-            Err(FrameError::ServerOnly(_))
+            refusal(r#"{"type":"bars","payload":{}}"#),
+            FrameError::BadType(_)
         ));
         assert!(matches!(
-            parse_command(r#"{"type":"bars","payload":{}}"#),
-            Err(FrameError::BadType(_))
+            refusal(r#"{"type":".subscribe","payload":{}}"#),
+            FrameError::BadType(_)
         ));
         assert!(matches!(
-            parse_command(r#"{"type":".subscribe","payload":{}}"#),
-            Err(FrameError::BadType(_))
+            refusal(r#"{"type":"bars.publish","payload":{}}"#),
+            FrameError::UnknownOperation { .. }
         ));
         assert!(matches!(
-            parse_command(r#"{"type":"bars.publish","payload":{}}"#),
-            Err(FrameError::UnknownOperation { .. })
+            refusal(r#"{"type":"bars.subscribe"}"#),
+            FrameError::MissingPayload { .. }
         ));
         assert!(matches!(
-            parse_command(r#"{"type":"bars.subscribe"}"#),
-            Err(FrameError::MissingPayload { .. })
+            refusal(r#"{"type":7,"payload":{}}"#),
+            FrameError::BadEnvelope(_)
         ));
         assert!(matches!(
-            parse_command(r#"{"type":7,"payload":{}}"#),
-            Err(FrameError::BadEnvelope(_))
+            refusal(r#"{"payload":{}}"#),
+            FrameError::BadEnvelope(_)
         ));
+        assert!(matches!(
+            refusal(r#"{"type":"bars.sub\u0073cribe","payload":{}}"#),
+            FrameError::BadType(_)
+        ));
+    }
+
+    #[test]
+    fn ids_are_echoed_exactly_and_only_when_sent() {
+        let cmd = parse_command(r#"{"type":"bars.subscribe","id":"c7","payload":{}}"#).unwrap();
+        assert_eq!(cmd.id.map(|id| id.as_json()), Some(r#""c7""#));
+        assert_eq!(
+            ok_reply("bars", cmd.op, cmd.id, "bars:x", &[]),
+            r#"{"type":"bars.subscribe.response","id":"c7","payload":{"status":"ok","message":"Subscribed","topic":"bars:x"}}"#
+        );
+        let cmd =
+            parse_command(r#"{"id":9007199254740991,"type":"a.unsubscribe","payload":1}"#).unwrap();
+        assert_eq!(cmd.id.map(|id| id.as_json()), Some("9007199254740991"));
+        // Without an id (or with a null one): byte-identical to the old replies.
+        for text in [
+            r#"{"type":"bars.subscribe","payload":{}}"#,
+            r#"{"type":"bars.subscribe","payload":{},"id":null}"#,
+        ] {
+            let cmd = parse_command(text).unwrap();
+            assert_eq!(
+                ok_reply("bars", cmd.op, cmd.id, "bars:x", &[]),
+                r#"{"type":"bars.subscribe.response","payload":{"status":"ok","message":"Subscribed","topic":"bars:x"}}"#
+            );
+        }
+        // A refused frame whose id was read: the error frame carries it.
+        let refused = parse_command(r#"{"type":"bars.publish","id":3,"payload":{}}"#).unwrap_err();
+        assert!(
+            refused
+                .reply()
+                .starts_with(r#"{"type":"error","id":3,"payload":"#)
+        );
+        let refused = parse_command(r#"{"type":"bars.subscribe","id":"x"}"#).unwrap_err();
+        assert!(
+            refused
+                .reply()
+                .starts_with(r#"{"type":"bars.subscribe.response","id":"x","payload":"#)
+        );
+    }
+
+    #[test]
+    fn invalid_ids_are_refused_by_name() {
+        let long = format!(
+            r#"{{"type":"bars.subscribe","id":"{}","payload":{{}}}}"#,
+            "x".repeat(65)
+        );
+        let at_limit = format!(
+            r#"{{"type":"bars.subscribe","id":"{}","payload":{{}}}}"#,
+            "x".repeat(64)
+        );
+        assert!(parse_command(&at_limit).is_ok());
+        for text in [
+            long.as_str(),
+            r#"{"type":"bars.subscribe","id":-1,"payload":{}}"#,
+            r#"{"type":"bars.subscribe","id":1.5,"payload":{}}"#,
+            r#"{"type":"bars.subscribe","id":1e3,"payload":{}}"#,
+            r#"{"type":"bars.subscribe","id":9007199254740992,"payload":{}}"#,
+            r#"{"type":"bars.subscribe","id":true,"payload":{}}"#,
+            r#"{"type":"bars.subscribe","id":{"a":1},"payload":{}}"#,
+            r#"{"type":"bars.subscribe","id":["a"],"payload":{}}"#,
+        ] {
+            let refused = parse_command(text).expect_err(text);
+            assert!(matches!(refused.error, FrameError::BadId { .. }), "{text}");
+            assert!(refused.id.is_none());
+            let reply = refused.reply();
+            // On the command's reply type, naming the field, without the bad id.
+            assert!(
+                reply.starts_with(
+                    r#"{"type":"bars.subscribe.response","payload":{"status":"error""#
+                ),
+                "{reply}"
+            );
+            assert!(reply.contains(r#"\"id\" must be"#), "{reply}");
+        }
+        let refused = parse_command(r#"{"type":"nope","id":false,"payload":{}}"#).unwrap_err();
+        assert!(refused.reply().starts_with(r#"{"type":"error","payload":"#));
     }
 
     #[test]

@@ -14,11 +14,15 @@
 //!
 //! Layout of the document:
 //!
-//! * one server, and one channel `ws` at `/api/v1/ws` carrying every frame;
+//! * one server, and one channel `ws` at `/api/v1/ws` carrying every frame
+//!   (or, for a module's document, at `/api/v1/<tag>/ws` carrying the
+//!   routes tagged `<tag>`: see [`Channel`]);
 //! * per route `<r>`: operations `<r>.subscribe` and `<r>.unsubscribe`
 //!   (the client sends, the host replies with `<r>.<op>.response`) and
 //!   `<r>.update` (the host sends), each message being the whole frame
-//!   (envelope plus the route's own request or data schema);
+//!   (envelope plus the route's own request or data schema); client frames,
+//!   their replies and `error` frames have the optional `id`
+//!   (`MessageId`);
 //! * host frames `error`, `route.removed` and `routes.changed`, whose
 //!   schemas are derived from the Rust types in [`crate::protocol`] and
 //!   whose examples are frames encoded by the functions the host sends
@@ -45,6 +49,35 @@ pub const CHANNEL: &str = "ws";
 pub const WS_PATH: &str = "/api/v1/ws";
 const SERVER: &str = "ws-router";
 
+/// The WebSocket a document describes: the one carrying every route, or a
+/// module's (`/api/v1/<tag>/ws`, the routes whose plugin lists the tag).
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub address: String,
+    pub description: String,
+}
+
+impl Channel {
+    /// `/api/v1/ws`, every route.
+    pub fn all() -> Channel {
+        Channel {
+            address: WS_PATH.to_owned(),
+            description: "One WebSocket carries every route.".to_owned(),
+        }
+    }
+
+    /// `/api/v1/<tag>/ws`, the routes tagged `tag`.
+    pub fn module(tag: &str) -> Channel {
+        Channel {
+            address: format!("/api/v1/{tag}/ws"),
+            description: format!(
+                "The WebSocket of the `{tag}` module: it carries the routes tagged `{tag}` \
+                 (`{WS_PATH}` carries every route)."
+            ),
+        }
+    }
+}
+
 /// What the document needs to know about one route.
 #[derive(Debug, Clone)]
 pub struct RouteEntry {
@@ -64,6 +97,15 @@ pub struct RouteEntry {
 pub async fn document<'a>(
     plugins: impl IntoIterator<Item = &'a Arc<Plugin>>,
     server_host: &str,
+) -> Value {
+    document_on(plugins, server_host, &Channel::all()).await
+}
+
+/// The document for `plugins` on `channel`, served at `server_host`.
+pub async fn document_on<'a>(
+    plugins: impl IntoIterator<Item = &'a Arc<Plugin>>,
+    server_host: &str,
+    channel: &Channel,
 ) -> Value {
     let mut entries = Vec::new();
     for plugin in plugins {
@@ -85,11 +127,16 @@ pub async fn document<'a>(
                 .unwrap_or_default(),
         });
     }
-    build(&entries, server_host)
+    build_on(&entries, server_host, channel)
 }
 
 /// The AsyncAPI document for `routes`, served at `server_host` (`host:port`).
 pub fn build(routes: &[RouteEntry], server_host: &str) -> Value {
+    build_on(routes, server_host, &Channel::all())
+}
+
+/// The AsyncAPI document for `routes` on `channel`.
+pub fn build_on(routes: &[RouteEntry], server_host: &str, channel: &Channel) -> Value {
     let mut schemas = Schemas::default();
     let mut messages = Map::new();
     let mut operations = Map::new();
@@ -99,7 +146,9 @@ pub fn build(routes: &[RouteEntry], server_host: &str) -> Value {
     }
     add_host_frames(&mut messages, &mut operations);
     schemas.map.extend(host_schemas());
-
+    schemas
+        .map
+        .insert(MESSAGE_ID.to_owned(), message_id_schema());
     let channel_messages: Map<String, Value> = messages
         .keys()
         .map(|k| {
@@ -142,15 +191,19 @@ pub fn build(routes: &[RouteEntry], server_host: &str) -> Value {
             SERVER: {
                 "host": server_host,
                 "protocol": "ws",
-                "description": "The ws-router host. Every route is served on one WebSocket.",
+                "description": "The ws-router host.",
             }
         },
         "channels": {
             CHANNEL: {
-                "address": WS_PATH,
+                "address": channel.address,
                 "title": "WebSocket",
-                "description": "One WebSocket carries every route. Each frame is one JSON text message \
-                    `{\"type\": \"<route>.<operation>\", \"payload\": ...}`.",
+                "description": format!(
+                    "{} Each frame is one JSON text message \
+                     `{{\"type\": \"<route>.<operation>\", \"payload\": ...}}`; a client frame may \
+                     add an `\"id\"`, which the host echoes in its reply.",
+                    channel.description
+                ),
                 "servers": [{ "$ref": format!("#/servers/{SERVER}") }],
                 "messages": channel_messages,
             }
@@ -195,6 +248,38 @@ fn envelope(ty: &str, payload: Value) -> Value {
     })
 }
 
+/// A frame schema with the optional `id`: a client frame, or the host's
+/// answer to one.
+fn envelope_with_id(ty: &str, payload: Value, id: &str) -> Value {
+    let mut frame = envelope(ty, payload);
+    frame["properties"]["id"] = json!({
+        "allOf": [schema_ref(MESSAGE_ID)],
+        "description": id,
+    });
+    frame
+}
+
+/// The schema of a client frame's `id`.
+const MESSAGE_ID: &str = "MessageId";
+
+fn message_id_schema() -> Value {
+    json!({
+        "title": "MessageId",
+        "description": format!(
+            "Optional on any client frame: a string of at most {} bytes or an integer from 0 to \
+             2^53-1. The host echoes it unchanged at the top level of its reply to that frame \
+             (the `<route>.<op>.response`, or the `error` frame answering it), so a client can \
+             match replies to commands. Frames without an id get replies without one; an invalid \
+             id gets an error reply naming the problem.",
+            protocol::MAX_ID_BYTES
+        ),
+        "oneOf": [
+            { "type": "string", "maxLength": protocol::MAX_ID_BYTES },
+            { "type": "integer", "minimum": 0, "maximum": protocol::MAX_ID_INTEGER },
+        ],
+    })
+}
+
 fn schema_ref(key: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{key}") })
 }
@@ -228,12 +313,12 @@ fn add_route(
             Operation::Subscribe => &route.example_keys,
             Operation::Unsubscribe => &[],
         };
-        frame_value(&protocol::ok_reply(name, op, &topic, keys))
+        frame_value(&protocol::ok_reply(name, op, None, &topic, keys))
     };
     let error_reply = |op: Operation| {
         let problems = &route.example_problems;
         let message = protocol::describe("invalid request", problems);
-        frame_value(&protocol::error_reply(name, op, &message, problems))
+        frame_value(&protocol::error_reply(name, op, None, &message, problems))
     };
 
     for (operation, verb, message_text) in [
@@ -251,7 +336,11 @@ fn add_route(
                 "summary": format!("{verb} the {name} route; the payload is the route's request."),
                 "contentType": "application/json",
                 "tags": tags,
-                "payload": envelope(&ty, schema_ref(&request_key)),
+                "payload": envelope_with_id(
+                    &ty,
+                    schema_ref(&request_key),
+                    "Any id; the reply carries the same one.",
+                ),
                 "examples": [{
                     "name": op,
                     "summary": format!("{verb} {name}"),
@@ -270,7 +359,11 @@ fn add_route(
                 ),
                 "contentType": "application/json",
                 "tags": tags,
-                "payload": envelope(&reply_ty, schema_ref("Reply")),
+                "payload": envelope_with_id(
+                    &reply_ty,
+                    schema_ref("Reply"),
+                    "The id of the command answered, when it had one.",
+                ),
                 "examples": [
                     { "name": "ok", "summary": message_text, "payload": ok_reply(operation) },
                     { "name": "error", "summary": "The request does not match the route's schema", "payload": error_reply(operation) },
@@ -350,7 +443,7 @@ fn frame_value(text: &str) -> Value {
 fn add_host_frames(messages: &mut Map<String, Value>, operations: &mut Map<String, Value>) {
     let not_json = protocol::parse_command("")
         .err()
-        .map(|e| e.to_string())
+        .map(|refused| refused.error.to_string())
         .unwrap_or_default();
     let example_topic = r#"bars:{"resolution":"1","symbol":"AAPL"}"#;
     let frames = [
@@ -360,7 +453,7 @@ fn add_host_frames(messages: &mut Map<String, Value>, operations: &mut Map<Strin
             "A frame the host could not attribute to a route operation (not JSON, no `type`, \
              an unknown operation, a binary frame). The connection stays open.",
             "ErrorPayload",
-            protocol::error_frame(&not_json),
+            protocol::error_frame(None, &not_json),
         ),
         (
             "route.removed",
@@ -386,7 +479,11 @@ fn add_host_frames(messages: &mut Map<String, Value>, operations: &mut Map<Strin
                 "title": title,
                 "summary": summary,
                 "contentType": "application/json",
-                "payload": envelope(ty, schema_ref(schema)),
+                "payload": if ty == "error" {
+                    envelope_with_id(ty, schema_ref(schema), "The id of the frame answered, when it could be read.")
+                } else {
+                    envelope(ty, schema_ref(schema))
+                },
                 "examples": [{ "name": ty, "payload": frame_value(&example) }],
             }),
         );

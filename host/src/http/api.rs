@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use axum::{
     Json,
-    body::Bytes,
+    body::Body,
     extract::{Query, State},
     http::StatusCode,
-    response::IntoResponse,
+    response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, value::RawValue};
@@ -109,14 +109,45 @@ struct PublishReply<'a> {
     failed: usize,
 }
 
-/// `POST /api/v1/publish`: one update object, or an array of them.
-pub async fn publish(State(host): State<Arc<Host>>, body: Bytes) -> impl IntoResponse {
+/// Largest publish body, in bytes (axum's default limit for a body read
+/// whole).
+const MAX_BODY_BYTES: usize = 2 << 20;
+
+fn error_reply(status: StatusCode, message: &str) -> Response {
+    let reply = serde_json::json!({ "status": "error", "message": message });
+    (status, Json(reply)).into_response()
+}
+
+/// `POST /api/v1/publish`: one update object, or an array of them. The
+/// body must arrive within `--http-body-timeout-ms`, else 408 and nothing
+/// is published.
+pub async fn publish(State(host): State<Arc<Host>>, body: Body) -> Response {
+    let timeout = std::time::Duration::from_millis(host.config().limits.http_body_timeout_ms);
+    let body = match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => {
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_big {
+                error_reply(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("body is over {MAX_BODY_BYTES} bytes"),
+                )
+            } else {
+                error_reply(StatusCode::BAD_REQUEST, &format!("cannot read body: {e}"))
+            };
+        }
+        Err(_) => {
+            return error_reply(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!("body not received within {} ms", timeout.as_millis()),
+            );
+        }
+    };
     let items = match parse_body(&body) {
         Ok(items) => items,
-        Err(message) => {
-            let reply = serde_json::json!({ "status": "error", "message": message });
-            return (StatusCode::BAD_REQUEST, Json(reply)).into_response();
-        }
+        Err(message) => return error_reply(StatusCode::BAD_REQUEST, &message),
     };
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {

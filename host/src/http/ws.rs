@@ -1,9 +1,11 @@
-//! The WebSocket endpoint.
+//! The WebSocket endpoints: `/api/v1/ws` (every route) and
+//! `/api/v1/<tag>/ws` (the routes whose plugin lists the tag).
 //!
 //! The upgrade handler only applies frame limits and hands the socket to
 //! [`run`]: a spawned writer drains the session's outbox into the socket
 //! (with the heartbeat), the reader loop hands each client frame to the
-//! session, one at a time. When either side ends, the session is dropped,
+//! session, one at a time, at the pace the command rate allows (it stops
+//! reading meanwhile). When either side ends, the session is dropped,
 //! which ends its subscriptions.
 
 use std::{
@@ -15,8 +17,9 @@ use std::{
 };
 
 use axum::{
+    Extension,
     extract::{
-        State, WebSocketUpgrade,
+        Path, State, WebSocketUpgrade,
         ws::{CloseFrame, Message, Utf8Bytes, WebSocket},
     },
     response::Response,
@@ -24,6 +27,7 @@ use axum::{
 use futures_util::{SinkExt, StreamExt, stream::SplitSink};
 use tracing::Instrument;
 
+use super::{conn::OverLimit, docs};
 use crate::hub::{
     Host,
     outbox::{CloseReason, Frame, Outbox},
@@ -35,7 +39,29 @@ use crate::hub::{
 const READ_BUFFER_BYTES: usize = 1024;
 
 /// `GET /api/v1/ws`.
-pub async fn upgrade(ws: WebSocketUpgrade, State(host): State<Arc<Host>>) -> Response {
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(host): State<Arc<Host>>,
+    over: Option<Extension<OverLimit>>,
+) -> Response {
+    accept(ws, host, None, over.is_some())
+}
+
+/// `GET /api/v1/<tag>/ws`: the same protocol, for the routes tagged `tag`
+/// only. A tag no route has is a 404.
+pub async fn upgrade_module(
+    ws: WebSocketUpgrade,
+    State(host): State<Arc<Host>>,
+    Path(tag): Path<String>,
+    over: Option<Extension<OverLimit>>,
+) -> Response {
+    if !docs::module_exists(&host, &tag) {
+        return docs::unknown_module(&host, &tag);
+    }
+    accept(ws, host, Some(tag), over.is_some())
+}
+
+fn accept(ws: WebSocketUpgrade, host: Arc<Host>, tag: Option<String>, over: bool) -> Response {
     let max = host.config().limits.max_frame_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)
@@ -44,12 +70,17 @@ pub async fn upgrade(ws: WebSocketUpgrade, State(host): State<Arc<Host>>) -> Res
         // larger frame arrives.
         .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
-            match host.open_session() {
-                Ok(session) => run(socket, host, session).await,
+            let session = match host.open_session() {
+                Ok(session) if !over => session,
                 // Over the limit: a browser sees a close code it can act on
                 // (retry later), not an opaque failed handshake.
-                Err(_) => refuse(socket, CloseReason::TOO_MANY_CONNECTIONS).await,
-            }
+                _ => return refuse(socket, CloseReason::TOO_MANY_CONNECTIONS).await,
+            };
+            let session = match &tag {
+                Some(tag) => session.only_tagged(tag),
+                None => session,
+            };
+            run(socket, host, session).await
         })
 }
 
@@ -104,7 +135,10 @@ async fn run(socket: WebSocket, host: Arc<Host>, session: Session) {
         let mut writer =
             tokio::spawn(write_loop(sink, Arc::clone(&outbox), heartbeat).in_current_span());
         let mut shutdown = host.shutdown_signal();
-        let mut rate = RateLimit::new(limits.commands_per_sec);
+        let mut rate = RateLimit::new(
+            limits.commands_per_sec,
+            Duration::from_millis(limits.rate_limit_close_after_ms),
+        );
         let mut end = CloseReason::NORMAL;
         loop {
             tokio::select! {
@@ -112,20 +146,29 @@ async fn run(socket: WebSocket, host: Arc<Host>, session: Session) {
                     if matches!(message, Some(Ok(_))) {
                         liveness.heard();
                     }
+                    let command = matches!(message, Some(Ok(Message::Text(_) | Message::Binary(_))));
+                    if command {
+                        match pace(&mut rate, &mut shutdown).await {
+                            Paced::Go => {}
+                            Paced::Abusive => {
+                                tracing::info!("closing client: over the command rate for too long");
+                                end = CloseReason::RATE_LIMIT;
+                                break;
+                            }
+                            Paced::ShuttingDown => {
+                                end = CloseReason::GOING_AWAY;
+                                break;
+                            }
+                        }
+                    }
                     match message {
                         Some(Ok(Message::Text(text))) => {
-                            if admit(&mut rate, &session, limits.commands_per_sec) {
-                                // Boxed: a command's future (a plugin call
-                                // among it) is large and short-lived; inline,
-                                // every idle connection would carry its size.
-                                Box::pin(session.handle_text(&text)).await;
-                            }
+                            // Boxed: a command's future (a plugin call among
+                            // it) is large and short-lived; inline, every
+                            // idle connection would carry its size.
+                            Box::pin(session.handle_text(&text)).await;
                         }
-                        Some(Ok(Message::Binary(_))) => {
-                            if admit(&mut rate, &session, limits.commands_per_sec) {
-                                session.handle_binary();
-                            }
-                        }
+                        Some(Ok(Message::Binary(_))) => session.handle_binary(),
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                         Some(Ok(Message::Close(_))) | None => break,
                         Some(Err(e)) => {
@@ -156,20 +199,24 @@ async fn run(socket: WebSocket, host: Arc<Host>, session: Session) {
     .await
 }
 
-/// Apply the command rate limit; `false` when the command is dropped.
-fn admit(rate: &mut RateLimit, session: &Session, per_sec: u32) -> bool {
+/// What the command rate says about the command just read.
+enum Paced {
+    Go,
+    Abusive,
+    ShuttingDown,
+}
+
+/// Wait until the command rate allows the command just read. Nothing is
+/// read meanwhile, so the client's sends back up (TCP flow control).
+async fn pace(rate: &mut RateLimit, shutdown: &mut tokio::sync::watch::Receiver<bool>) -> Paced {
     match rate.admit() {
-        Admission::Allowed => true,
-        Admission::Refused => {
-            session.send(crate::protocol::error_frame(&format!(
-                "rate limit: at most {per_sec} commands per second; this one was ignored"
-            )));
-            false
-        }
-        Admission::Abusive => {
-            tracing::info!("closing client: rate limit exceeded repeatedly");
-            session.outbox().close(CloseReason::RATE_LIMIT);
-            false
+        Admission::Now => Paced::Go,
+        Admission::Abusive => Paced::Abusive,
+        Admission::After(wait) => {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => Paced::Go,
+                _ = shutdown.changed() => Paced::ShuttingDown,
+            }
         }
     }
 }

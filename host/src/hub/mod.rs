@@ -137,6 +137,8 @@ impl Host {
             listed: self.connections.list(admitted.id, &outbox),
             outbox,
             max_subscriptions: limits.max_subscriptions,
+            max_total_subscriptions: limits.max_total_subscriptions,
+            max_total_keys: limits.max_total_keys,
             admitted,
             open: self.sessions.token(),
         }))

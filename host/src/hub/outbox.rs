@@ -7,15 +7,20 @@
 //! the connection instead of waiting: one slow client never delays the
 //! others, and the host's memory per connection stays bounded.
 //!
-//! Updates of "latest value" routes (quotes) are the exception: over the
-//! limit, a queued update is replaced by the newer one for the same topic
-//! (conflation), so a slow quotes client sees fewer, fresher updates instead
-//! of being disconnected. Its queue still cannot grow past twice the limit.
+//! Two exceptions:
+//!
+//! * Updates of "latest value" routes (quotes): over the limit, a queued
+//!   update is replaced by the newer one for the same conflation slot (one
+//!   per subscription and key, see [`crate::hub::registry`]), so a slow
+//!   quotes client sees fewer, fresher updates instead of being
+//!   disconnected. New slots are still queued up to twice the limit.
+//! * Control frames (replies, `routes.changed`, `route.removed`): queued
+//!   past the limit, up to three times it, so that what a latest-value
+//!   client is allowed to queue never gets it closed by a reply.
+//!
+//! Past those hard caps, the connection is closed as a slow consumer.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    sync::Arc,
-};
+use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
@@ -87,10 +92,11 @@ impl CloseReason {
         code: 1007,
         reason: "text frame is not valid UTF-8",
     };
-    /// The client kept sending commands over its rate limit.
+    /// The client kept sending commands over its rate limit for longer
+    /// than `--rate-limit-close-after-ms`.
     pub const RATE_LIMIT: CloseReason = CloseReason {
         code: 1008,
-        reason: "too many commands: rate limit exceeded repeatedly",
+        reason: "too many commands: over the rate limit for too long",
     };
     /// An inbound message was larger than the frame limit.
     pub const TOO_BIG: CloseReason = CloseReason {
@@ -114,6 +120,17 @@ impl CloseReason {
     };
 }
 
+/// What is being queued, which decides what happens over the limit.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A reply or an announcement.
+    Control,
+    /// An update of a queue-all route.
+    Update,
+    /// An update of a latest-value route, with its conflation slot.
+    Latest(u64),
+}
+
 /// Why a frame was not queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushError {
@@ -128,9 +145,9 @@ struct State {
     frames: VecDeque<Frame>,
     bytes: usize,
     closing: Option<CloseReason>,
-    /// Conflatable frames queued, by topic: index into `frames` of the
-    /// newest one. Cleared whenever `frames` is handed to the writer.
-    latest: HashMap<Arc<str>, usize>,
+    /// Conflatable frames queued, by conflation slot: index into `frames`
+    /// of the newest one. Cleared whenever `frames` is handed to the writer.
+    latest: HashMap<u64, usize>,
     /// Updates replaced by newer ones since the connection opened.
     conflated: u64,
 }
@@ -151,16 +168,21 @@ impl Outbox {
         }
     }
 
-    /// Queue a frame. Over the limit, the connection is closed as a slow
+    /// Queue a control frame (a reply, `routes.changed`, `route.removed`).
+    /// Over three times the limit, the connection is closed as a slow
     /// consumer and the frame dropped.
     pub fn push(&self, frame: Frame) -> Result<(), PushError> {
-        self.push_update(frame, None)
+        self.enqueue(frame, Kind::Control)
     }
 
-    /// Queue a frame; with `latest_of` (the subscription topic of a
-    /// latest-value route), over the limit it replaces the queued update of
-    /// the same topic instead of closing the connection.
-    pub fn push_update(&self, frame: Frame, latest_of: Option<&Arc<str>>) -> Result<(), PushError> {
+    /// Queue an update; with `latest_of` (the conflation slot of a
+    /// latest-value route's update), over the limit it replaces the queued
+    /// update of the same slot instead of closing the connection.
+    pub fn push_update(&self, frame: Frame, latest_of: Option<u64>) -> Result<(), PushError> {
+        self.enqueue(frame, latest_of.map_or(Kind::Update, Kind::Latest))
+    }
+
+    fn enqueue(&self, frame: Frame, kind: Kind) -> Result<(), PushError> {
         {
             let mut state = self.lock();
             if state.closing.is_some() {
@@ -169,28 +191,31 @@ impl Outbox {
             let len = frame.len();
             let over = state.bytes + len > self.limit_bytes && !state.frames.is_empty();
             if over {
-                let Some(topic) = latest_of else {
-                    self.overflow(state);
-                    return Err(PushError::Overflow);
+                let cap = match kind {
+                    Kind::Update => 0,
+                    Kind::Latest(slot) => {
+                        if let Some(&i) = state.latest.get(&slot) {
+                            // Replace in place: the client keeps its position
+                            // in the stream and gets the newest value.
+                            let old = std::mem::replace(&mut state.frames[i], frame);
+                            state.bytes = state.bytes - old.len() + len;
+                            state.conflated += 1;
+                            return Ok(());
+                        }
+                        // A slot not queued yet: allowed up to a hard cap,
+                        // so that memory stays bounded even with many keys.
+                        self.limit_bytes.saturating_mul(2)
+                    }
+                    Kind::Control => self.limit_bytes.saturating_mul(3),
                 };
-                if let Some(&i) = state.latest.get(topic) {
-                    // Replace in place: the client keeps its position in
-                    // the stream and gets the newest value.
-                    let old = std::mem::replace(&mut state.frames[i], frame);
-                    state.bytes = state.bytes - old.len() + len;
-                    state.conflated += 1;
-                    return Ok(());
-                }
-                // A topic not queued yet: allowed up to a hard cap, so that
-                // memory stays bounded even with many topics.
-                if state.bytes + len > self.limit_bytes.saturating_mul(2) {
+                if state.bytes + len > cap {
                     self.overflow(state);
                     return Err(PushError::Overflow);
                 }
             }
-            if let Some(topic) = latest_of {
+            if let Kind::Latest(slot) = kind {
                 let i = state.frames.len();
-                state.latest.insert(Arc::clone(topic), i);
+                state.latest.insert(slot, i);
             }
             state.bytes += len;
             state.frames.push_back(frame);
@@ -288,15 +313,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn latest_value_replaces_queued_update_of_same_topic() {
+    async fn latest_value_replaces_queued_update_of_same_slot() {
         let outbox = Outbox::new(10);
-        let a: Arc<str> = Arc::from("a");
-        let b: Arc<str> = Arc::from("b");
-        outbox.push_update("a1-------".into(), Some(&a)).unwrap();
-        outbox.push_update("a2-------".into(), Some(&a)).unwrap();
-        outbox.push_update("b1-------".into(), Some(&b)).unwrap();
-        outbox.push_update("b2-------".into(), Some(&b)).unwrap();
-        outbox.push_update("a3-------".into(), Some(&a)).unwrap();
+        let (a, b, c) = (Some(1), Some(2), Some(3));
+        outbox.push_update("a1-------".into(), a).unwrap();
+        outbox.push_update("a2-------".into(), a).unwrap();
+        outbox.push_update("b1-------".into(), b).unwrap();
+        outbox.push_update("b2-------".into(), b).unwrap();
+        outbox.push_update("a3-------".into(), a).unwrap();
         assert_eq!(outbox.conflated(), 3);
         let mut batch = VecDeque::new();
         assert_eq!(outbox.next_batch(&mut batch).await, None);
@@ -305,20 +329,34 @@ mod tests {
             ["a3-------", "b2-------"]
         );
         // Past twice the limit even latest-value updates disconnect.
-        outbox.push_update("a4-------".into(), Some(&a)).unwrap();
-        outbox.push_update("b3-------".into(), Some(&b)).unwrap();
-        let c: Arc<str> = Arc::from("c");
+        outbox.push_update("a4-------".into(), a).unwrap();
+        outbox.push_update("b3-------".into(), b).unwrap();
         assert_eq!(
-            outbox.push_update("c1-------".into(), Some(&c)),
+            outbox.push_update("c1-------".into(), c),
             Err(PushError::Overflow)
         );
     }
 
     #[tokio::test]
+    async fn control_frames_over_the_limit_are_queued_up_to_a_hard_cap() {
+        let outbox = Outbox::new(10);
+        outbox.push_update("a1-------".into(), Some(1)).unwrap();
+        outbox.push_update("b1-------".into(), Some(2)).unwrap();
+        // Over the limit with latest-value updates: a reply still fits.
+        outbox.push("reply----".into()).unwrap();
+        outbox.push_update("a2-------".into(), Some(1)).unwrap();
+        assert_eq!(outbox.push("changed--".into()), Err(PushError::Overflow));
+        assert!(outbox.is_closing());
+    }
+
+    #[tokio::test]
     async fn overflow_closes_as_slow_consumer() {
         let outbox = Outbox::new(10);
-        outbox.push("12345678".into()).unwrap();
-        assert_eq!(outbox.push("12345".into()), Err(PushError::Overflow));
+        outbox.push_update("12345678".into(), None).unwrap();
+        assert_eq!(
+            outbox.push_update("12345".into(), None),
+            Err(PushError::Overflow)
+        );
         assert_eq!(outbox.push("1".into()), Err(PushError::Closed));
         let mut batch = VecDeque::new();
         assert_eq!(

@@ -19,8 +19,21 @@
 //! new plugin (its keys may change, its topic does not), and when a route is
 //! removed it can end them, without asking each connection.
 //!
+//! A connection's subscriptions are also indexed by (route, canonical
+//! request), so that a client re-subscribing or unsubscribing with the
+//! request it subscribed with finds what it holds without asking the
+//! plugin, whatever the current version would name it.
+//!
+//! Each (key, topic) group has a conflation slot: a latest-value update
+//! replaces the one queued for the same slot, so a subscription reached by
+//! several keys (quotes of AAPL and MSFT) keeps the newest of each.
+//!
+//! The registry also counts subscriptions and keys host-wide, for the
+//! bounds a new subscription must fit in ([`Bounds`]).
+//!
 //! Both indexes are private: callers see one facade ([`Registry::add`],
-//! [`Registry::remove`], [`Registry::remove_conn`], [`Registry::rekey`],
+//! [`Registry::remove_request`], [`Registry::remove_topic`],
+//! [`Registry::remove_conn`], [`Registry::rekey`],
 //! [`Registry::remove_route`], [`Registry::publish`]) that keeps them in
 //! step. Lock order, everywhere: a connection shard, then key shards, one
 //! at a time; a publication takes key shards only.
@@ -28,7 +41,10 @@
 use std::{
     collections::{HashMap, HashSet},
     hash::{BuildHasher, RandomState},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
 };
 
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -46,16 +62,43 @@ type Shard = HashMap<Arc<str>, KeyEntry>;
 pub struct Registry {
     shards: Box<[RwLock<Shard>]>,
     hasher: RandomState,
-    /// Connection -> topic -> what it holds; sharded by connection id.
+    /// Connection -> what it holds; sharded by connection id.
     conns: Box<[Mutex<ConnShard>]>,
+    /// Subscriptions held, host-wide.
+    subscriptions: AtomicUsize,
+    /// Keys with at least one subscriber, plus those reserved by
+    /// subscriptions being added.
+    keys: AtomicUsize,
 }
 
-type ConnShard = HashMap<ConnId, HashMap<Arc<str>, Held>>;
+type ConnShard = HashMap<ConnId, ConnHeld>;
+
+/// What one connection holds.
+#[derive(Default)]
+struct ConnHeld {
+    /// Topic -> subscription.
+    topics: HashMap<Arc<str>, Held>,
+    /// Route -> canonical request -> topic.
+    requests: HashMap<Arc<str>, HashMap<Arc<str>, Arc<str>>>,
+}
+
+impl ConnHeld {
+    fn take(&mut self, topic: &str) -> Option<(Arc<str>, Held)> {
+        let (topic, held) = self.topics.remove_entry(topic)?;
+        if let Some(by_request) = self.requests.get_mut(&held.route) {
+            by_request.remove(&held.request);
+            if by_request.is_empty() {
+                self.requests.remove(&held.route);
+            }
+        }
+        Some((topic, held))
+    }
+}
 
 /// One subscription of one connection.
 struct Held {
     route: Arc<str>,
-    /// The request as canonical JSON (object keys sorted).
+    /// The canonical request (unknown fields dropped, keys sorted).
     request: Arc<str>,
     keys: Vec<Arc<str>>,
     /// SHA-256 of the plugin version that resolved `keys`.
@@ -78,9 +121,32 @@ pub struct NewSubscription<'a> {
     pub outbox: &'a Arc<Outbox>,
     pub route: &'a Arc<str>,
     pub topic: &'a Arc<str>,
-    pub request: &'a serde_json::Value,
+    /// The canonical request (see [`HeldSubscription::request`]).
+    pub request: &'a Arc<str>,
     pub keys: &'a [Arc<str>],
     pub resolved_by: &'a str,
+}
+
+/// What a new subscription must fit in.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Subscriptions one connection may hold.
+    pub per_connection: usize,
+    /// Subscriptions held by all connections together.
+    pub subscriptions: usize,
+    /// Distinct keys with subscribers, host-wide.
+    pub keys: usize,
+}
+
+/// Why a subscription was not added. The text is the error reply's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitReached {
+    #[error("subscription limit reached ({0} per connection)")]
+    PerConnection(usize),
+    #[error("host-wide subscription limit reached ({0} subscriptions); try again later")]
+    Subscriptions(usize),
+    #[error("host-wide key limit reached ({0} routing keys); try again later")]
+    Keys(usize),
 }
 
 struct KeyEntry {
@@ -89,14 +155,25 @@ struct KeyEntry {
 }
 
 /// The subscriptions that share a topic under one key.
-#[derive(Default)]
 struct Group {
+    /// The conflation slot of (key, topic); unique for the process lifetime.
+    slot: u64,
     /// A vector for fast iteration during fan-out; `index` makes removal O(1).
     members: Vec<(ConnId, Arc<Outbox>)>,
     index: HashMap<ConnId, usize>,
 }
 
+static NEXT_SLOT: AtomicU64 = AtomicU64::new(1);
+
 impl Group {
+    fn new() -> Group {
+        Group {
+            slot: NEXT_SLOT.fetch_add(1, Ordering::Relaxed),
+            members: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
     fn insert(&mut self, conn: ConnId, outbox: &Arc<Outbox>) {
         if !self.index.contains_key(&conn) {
             self.index.insert(conn, self.members.len());
@@ -136,60 +213,116 @@ impl Default for Registry {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             hasher: RandomState::new(),
             conns: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            subscriptions: AtomicUsize::new(0),
+            keys: AtomicUsize::new(0),
         }
     }
 }
 
+/// Takes `n` from a counter when dropped (a reservation), unless kept.
+struct Reserved<'a>(&'a AtomicUsize, usize);
+
+impl Reserved<'_> {
+    fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::AcqRel);
+    }
+}
+
+/// Add `n` to `counter` unless that would pass `max`.
+fn reserve(counter: &AtomicUsize, n: usize, max: usize) -> Option<Reserved<'_>> {
+    let before = counter.fetch_add(n, Ordering::AcqRel);
+    let reserved = Reserved(counter, n);
+    (before.saturating_add(n) <= max).then_some(reserved)
+}
+
 impl Registry {
-    /// Record a connection's subscription and register it under its keys.
-    /// Returns false (and changes nothing) if the connection already holds
-    /// this topic.
-    pub fn add(&self, new: NewSubscription<'_>) -> bool {
+    /// Record a connection's subscription and register it under its keys,
+    /// if it fits in `bounds`. Returns false (and changes nothing) if the
+    /// connection already holds this topic.
+    pub fn add(&self, new: NewSubscription<'_>, bounds: &Bounds) -> Result<bool, LimitReached> {
         let mut conns = self.conns_of(new.conn);
         let held = conns.entry(new.conn).or_default();
-        if held.contains_key(new.topic) {
-            return false;
+        if held.topics.contains_key(new.topic) {
+            return Ok(false);
         }
+        if held.topics.len() >= bounds.per_connection {
+            return Err(LimitReached::PerConnection(bounds.per_connection));
+        }
+        let subscription = reserve(&self.subscriptions, 1, bounds.subscriptions)
+            .ok_or(LimitReached::Subscriptions(bounds.subscriptions))?;
+        // Reserved while attaching, so that concurrent subscribes cannot
+        // pass the bound together; `attach` counts the keys it creates.
+        let fresh = new.keys.iter().filter(|k| !self.has_subscribers(k)).count();
+        let _keys =
+            reserve(&self.keys, fresh, bounds.keys).ok_or(LimitReached::Keys(bounds.keys))?;
+        subscription.keep();
         self.attach(new.route, new.topic, new.keys, new.conn, new.outbox);
-        held.insert(
+        held.topics.insert(
             Arc::clone(new.topic),
             Held {
                 route: Arc::clone(new.route),
-                request: Arc::from(new.request.to_string()),
+                request: Arc::clone(new.request),
                 keys: new.keys.to_vec(),
                 resolved_by: Arc::from(new.resolved_by),
                 outbox: Arc::clone(new.outbox),
             },
         );
-        true
+        held.requests
+            .entry(Arc::clone(new.route))
+            .or_default()
+            .entry(Arc::clone(new.request))
+            .or_insert_with(|| Arc::clone(new.topic));
+        Ok(true)
     }
 
-    /// End a connection's subscription: the one named `topic`, else the one
-    /// to `route` made with the same `request` (a plugin upgraded since the
-    /// client subscribed may name the same request differently). Returns
-    /// the topic removed.
-    pub fn remove(
+    /// The subscription `conn` made to `route` with `request` (canonical):
+    /// its topic and current keys.
+    pub fn held_by_request(
         &self,
         conn: ConnId,
         route: &str,
-        topic: &str,
-        request: &serde_json::Value,
-    ) -> Option<Arc<str>> {
+        request: &str,
+    ) -> Option<(Arc<str>, Vec<Arc<str>>)> {
+        let conns = self.conns_of(conn);
+        let held = conns.get(&conn)?;
+        let topic = held.requests.get(route)?.get(request)?;
+        let h = held.topics.get(topic)?;
+        Some((Arc::clone(topic), h.keys.clone()))
+    }
+
+    /// End the subscription `conn` made to `route` with any of `requests`
+    /// (canonical); the topic removed.
+    pub fn remove_request(&self, conn: ConnId, route: &str, requests: &[&str]) -> Option<Arc<str>> {
         let mut conns = self.conns_of(conn);
         let held = conns.get_mut(&conn)?;
-        let name = match held.get_key_value(topic) {
-            Some((name, _)) => Arc::clone(name),
-            None => {
-                let request = request.to_string();
-                let (name, _) = held
-                    .iter()
-                    .find(|(_, h)| &*h.route == route && *h.request == *request)?;
-                Arc::clone(name)
-            }
-        };
-        let h = held.remove(&name)?;
+        let by_request = held.requests.get(route)?;
+        let topic = requests.iter().find_map(|r| by_request.get(*r))?;
+        let topic = Arc::clone(topic);
+        self.end(&mut conns, conn, &topic)
+    }
+
+    /// End `conn`'s subscription to `route` named `topic`; the topic removed.
+    pub fn remove_topic(&self, conn: ConnId, route: &str, topic: &str) -> Option<Arc<str>> {
+        let mut conns = self.conns_of(conn);
+        let held = conns.get(&conn)?;
+        if held.topics.get(topic).is_none_or(|h| &*h.route != route) {
+            return None;
+        }
+        self.end(&mut conns, conn, topic)
+    }
+
+    fn end(&self, conns: &mut ConnShard, conn: ConnId, topic: &str) -> Option<Arc<str>> {
+        let held = conns.get_mut(&conn)?;
+        let (name, h) = held.take(topic)?;
         self.detach(&name, &h.keys, conn);
-        if held.is_empty() {
+        self.subscriptions.fetch_sub(1, Ordering::AcqRel);
+        if held.topics.is_empty() {
             conns.remove(&conn);
         }
         Some(name)
@@ -199,19 +332,27 @@ impl Registry {
     pub fn holds(&self, conn: ConnId, topic: &str) -> bool {
         self.conns_of(conn)
             .get(&conn)
-            .is_some_and(|held| held.contains_key(topic))
+            .is_some_and(|held| held.topics.contains_key(topic))
     }
 
     /// Subscriptions `conn` holds.
     pub fn held_count(&self, conn: ConnId) -> usize {
-        self.conns_of(conn).get(&conn).map_or(0, HashMap::len)
+        self.conns_of(conn)
+            .get(&conn)
+            .map_or(0, |held| held.topics.len())
+    }
+
+    /// Subscriptions held by all connections.
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.load(Ordering::Relaxed)
     }
 
     /// End every subscription of `conn` (it disconnected).
     pub fn remove_conn(&self, conn: ConnId) {
         let held = self.conns_of(conn).remove(&conn);
-        for (topic, h) in held.into_iter().flatten() {
+        for (topic, h) in held.into_iter().flat_map(|held| held.topics) {
             self.detach(&topic, &h.keys, conn);
+            self.subscriptions.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -221,7 +362,7 @@ impl Registry {
         for shard in self.conns.iter() {
             let shard = shard.lock();
             for (conn, held) in shard.iter() {
-                for (topic, h) in held.iter().filter(|(_, h)| &*h.route == route) {
+                for (topic, h) in held.topics.iter().filter(|(_, h)| &*h.route == route) {
                     found.push(HeldSubscription {
                         conn: *conn,
                         topic: Arc::clone(topic),
@@ -246,7 +387,7 @@ impl Registry {
         let mut conns = self.conns_of(sub.conn);
         let Some(h) = conns
             .get_mut(&sub.conn)
-            .and_then(|held| held.get_mut(&sub.topic))
+            .and_then(|held| held.topics.get_mut(&sub.topic))
         else {
             return;
         };
@@ -278,14 +419,16 @@ impl Registry {
             let mut shard = shard.lock();
             for (conn, held) in shard.iter_mut() {
                 let topics: Vec<Arc<str>> = held
+                    .topics
                     .iter()
                     .filter(|(_, h)| &*h.route == route)
                     .map(|(t, _)| Arc::clone(t))
                     .collect();
                 let mut outbox = None;
                 for topic in &topics {
-                    if let Some(h) = held.remove(topic) {
+                    if let Some((_, h)) = held.take(topic) {
                         self.detach(topic, &h.keys, *conn);
+                        self.subscriptions.fetch_sub(1, Ordering::AcqRel);
                         outbox = Some(h.outbox);
                     }
                 }
@@ -293,7 +436,7 @@ impl Registry {
                     ended.push((outbox, topics));
                 }
             }
-            shard.retain(|_, held| !held.is_empty());
+            shard.retain(|_, held| !held.topics.is_empty());
         }
         ended
     }
@@ -309,14 +452,17 @@ impl Registry {
     ) {
         for key in keys {
             let mut shard = self.write(key);
-            let entry = shard.entry(Arc::clone(key)).or_insert_with(|| KeyEntry {
-                route: Arc::clone(route),
-                groups: HashMap::new(),
+            let entry = shard.entry(Arc::clone(key)).or_insert_with(|| {
+                self.keys.fetch_add(1, Ordering::AcqRel);
+                KeyEntry {
+                    route: Arc::clone(route),
+                    groups: HashMap::new(),
+                }
             });
             entry
                 .groups
                 .entry(Arc::clone(topic))
-                .or_default()
+                .or_insert_with(Group::new)
                 .insert(conn, outbox);
         }
     }
@@ -337,6 +483,7 @@ impl Registry {
             }
             if entry.groups.is_empty() {
                 shard.remove(&**key);
+                self.keys.fetch_sub(1, Ordering::AcqRel);
             }
         }
     }
@@ -352,7 +499,7 @@ impl Registry {
             if let Some(entry) = shard.get(key.as_ref()) {
                 for (topic, group) in &entry.groups {
                     let frame = Frame::from(protocol::update_frame(&entry.route, topic, data));
-                    let latest = latest_value.then_some(topic);
+                    let latest = latest_value.then_some(group.slot);
                     for (_, outbox) in &group.members {
                         deliver(outbox, &frame, latest, &mut out);
                     }
@@ -372,7 +519,7 @@ impl Registry {
                 let frame = frames.entry(Arc::clone(topic)).or_insert_with(|| {
                     Frame::from(protocol::update_frame(&entry.route, topic, data))
                 });
-                let latest = latest_value.then_some(topic);
+                let latest = latest_value.then_some(group.slot);
                 for (conn, outbox) in &group.members {
                     if seen.insert((*conn, Arc::clone(topic))) {
                         deliver(outbox, frame, latest, &mut out);
@@ -402,6 +549,12 @@ impl Registry {
         self.shards.iter().map(|s| s.read().len()).sum()
     }
 
+    /// Keys with subscribers as counted for [`Bounds::keys`] (the same as
+    /// [`Registry::key_count`] when no subscribe is under way).
+    pub fn counted_keys(&self) -> usize {
+        self.keys.load(Ordering::Relaxed)
+    }
+
     fn conns_of(&self, conn: ConnId) -> MutexGuard<'_, ConnShard> {
         self.conns[(conn as usize) % SHARDS].lock()
     }
@@ -419,7 +572,7 @@ impl Registry {
     }
 }
 
-fn deliver(outbox: &Outbox, frame: &Frame, latest: Option<&Arc<str>>, out: &mut FanOut) {
+fn deliver(outbox: &Outbox, frame: &Frame, latest: Option<u64>, out: &mut FanOut) {
     match outbox.push_update(frame.clone(), latest) {
         Ok(()) => out.delivered += 1,
         Err(PushError::Overflow) => out.dropped += 1,
@@ -433,6 +586,12 @@ mod tests {
     use std::collections::VecDeque;
 
     const QUEUE_ALL: DeliveryPolicy = DeliveryPolicy::QueueAll;
+
+    const UNBOUNDED: Bounds = Bounds {
+        per_connection: usize::MAX,
+        subscriptions: usize::MAX,
+        keys: usize::MAX,
+    };
 
     fn arc(s: &str) -> Arc<str> {
         Arc::from(s)
@@ -479,16 +638,22 @@ mod tests {
         let reg = Registry::default();
         let outbox = Arc::new(Outbox::new(1 << 16));
         let (route, topic) = (arc("bars"), arc("bars:old"));
-        let request = serde_json::json!({"symbol": "AAPL"});
-        assert!(reg.add(NewSubscription {
-            conn: 1,
-            outbox: &outbox,
-            route: &route,
-            topic: &topic,
-            request: &request,
-            keys: &[arc("bars:old")],
-            resolved_by: "v1",
-        }));
+        let request = arc(r#"{"symbol":"AAPL"}"#);
+        assert_eq!(
+            reg.add(
+                NewSubscription {
+                    conn: 1,
+                    outbox: &outbox,
+                    route: &route,
+                    topic: &topic,
+                    request: &request,
+                    keys: &[arc("bars:old")],
+                    resolved_by: "v1",
+                },
+                &UNBOUNDED
+            ),
+            Ok(true)
+        );
         assert!(reg.holds(1, "bars:old"));
         let held = reg.held_of_route("bars");
         assert_eq!(held.len(), 1);
@@ -507,30 +672,40 @@ mod tests {
         assert!(got.iter().all(|f| f.contains(r#""topic":"bars:old""#)));
         assert_eq!(&*reg.held_of_route("bars")[0].resolved_by, "v2");
 
-        // Unsubscribing by the original request finds it under its old topic.
+        // The original request finds it under its old topic, with its new keys.
         assert_eq!(
-            reg.remove(1, "bars", "bars:v2-name", &request).as_deref(),
+            reg.held_by_request(1, "bars", &request),
+            Some((arc("bars:old"), vec![arc("bars:new")]))
+        );
+        assert_eq!(reg.remove_topic(1, "bars", "bars:v2-name"), None);
+        assert_eq!(
+            reg.remove_request(1, "bars", &["{}", &request]).as_deref(),
             Some("bars:old")
         );
         assert_eq!(reg.key_count(), 0);
+        assert_eq!(reg.counted_keys(), 0);
         assert_eq!(reg.held_count(1), 0);
+        assert_eq!(reg.subscription_count(), 0);
     }
 
     #[test]
     fn removing_a_route_ends_only_its_subscriptions() {
         let reg = Registry::default();
         let outbox = Arc::new(Outbox::new(1 << 16));
-        let request = serde_json::json!({});
         for (route, topic) in [("a", "a:1"), ("a", "a:2"), ("b", "b:1")] {
-            reg.add(NewSubscription {
-                conn: 7,
-                outbox: &outbox,
-                route: &arc(route),
-                topic: &arc(topic),
-                request: &request,
-                keys: &[arc(topic)],
-                resolved_by: "x",
-            });
+            let added = reg.add(
+                NewSubscription {
+                    conn: 7,
+                    outbox: &outbox,
+                    route: &arc(route),
+                    topic: &arc(topic),
+                    request: &arc(topic),
+                    keys: &[arc(topic)],
+                    resolved_by: "x",
+                },
+                &UNBOUNDED,
+            );
+            assert_eq!(added, Ok(true));
         }
         let ended = reg.remove_route("a");
         assert_eq!(ended.len(), 1);
@@ -539,5 +714,96 @@ mod tests {
         assert_eq!(topics, ["a:1", "a:2"]);
         assert_eq!(reg.held_count(7), 1);
         assert!(reg.has_subscribers("b:1") && !reg.has_subscribers("a:1"));
+        assert_eq!(reg.subscription_count(), 1);
+        assert_eq!(reg.counted_keys(), 1);
+        assert_eq!(reg.held_by_request(7, "a", "a:1"), None);
+    }
+
+    fn sub<'a>(
+        conn: ConnId,
+        outbox: &'a Arc<Outbox>,
+        route: &'a Arc<str>,
+        topic: &'a Arc<str>,
+        keys: &'a [Arc<str>],
+    ) -> NewSubscription<'a> {
+        NewSubscription {
+            conn,
+            outbox,
+            route,
+            topic,
+            request: topic,
+            keys,
+            resolved_by: "x",
+        }
+    }
+
+    #[test]
+    fn host_wide_bounds_count_subscriptions_and_distinct_keys() {
+        let reg = Registry::default();
+        let outbox = Arc::new(Outbox::new(1 << 16));
+        let bounds = Bounds {
+            per_connection: 2,
+            subscriptions: 3,
+            keys: 4,
+        };
+        let route = arc("q");
+        let (t1, t2, t3, t4) = (arc("q:1"), arc("q:2"), arc("q:3"), arc("q:4"));
+        let abc = [arc("q:a"), arc("q:b"), arc("q:c")];
+        let de = [arc("q:d"), arc("q:e")];
+        let a = [arc("q:a")];
+        assert_eq!(
+            reg.add(sub(1, &outbox, &route, &t1, &abc), &bounds),
+            Ok(true)
+        );
+        // Two new keys would make five.
+        assert_eq!(
+            reg.add(sub(2, &outbox, &route, &t2, &de), &bounds),
+            Err(LimitReached::Keys(4))
+        );
+        // A key already counted is free.
+        assert_eq!(reg.add(sub(2, &outbox, &route, &t2, &a), &bounds), Ok(true));
+        assert_eq!(reg.add(sub(2, &outbox, &route, &t3, &a), &bounds), Ok(true));
+        assert_eq!(
+            reg.add(sub(2, &outbox, &route, &t4, &a), &bounds),
+            Err(LimitReached::PerConnection(2))
+        );
+        assert_eq!(
+            reg.add(sub(3, &outbox, &route, &t4, &a), &bounds),
+            Err(LimitReached::Subscriptions(3))
+        );
+        // Holding the topic already is not a new subscription.
+        assert_eq!(
+            reg.add(sub(2, &outbox, &route, &t2, &a), &bounds),
+            Ok(false)
+        );
+        assert_eq!((reg.subscription_count(), reg.counted_keys()), (3, 3));
+        assert_eq!(reg.remove_topic(2, "q", "q:2").as_deref(), Some("q:2"));
+        assert_eq!(reg.add(sub(3, &outbox, &route, &t4, &a), &bounds), Ok(true));
+        reg.remove_conn(1);
+        reg.remove_conn(2);
+        reg.remove_conn(3);
+        assert_eq!((reg.subscription_count(), reg.counted_keys()), (0, 0));
+        assert_eq!(reg.key_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn latest_value_conflates_per_key_of_a_subscription() {
+        let reg = Registry::default();
+        // Room for one update: the rest are over the limit.
+        let outbox = Arc::new(Outbox::new(100));
+        let route = arc("q");
+        let topic = arc("q:AAPL,MSFT");
+        let keys = [arc("q:AAPL"), arc("q:MSFT")];
+        reg.add(sub(1, &outbox, &route, &topic, &keys), &UNBOUNDED)
+            .unwrap();
+        let latest = DeliveryPolicy::LatestValue;
+        for data in ["1", "2", "3"] {
+            reg.publish(&["q:AAPL"], &format!("{{\"AAPL\":{data}}}"), latest);
+            reg.publish(&["q:MSFT"], &format!("{{\"MSFT\":{data}}}"), latest);
+        }
+        let got = drain(&outbox).await;
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].contains(r#"{"AAPL":3}"#), "{got:?}");
+        assert!(got[1].contains(r#"{"MSFT":3}"#), "{got:?}");
     }
 }

@@ -106,4 +106,31 @@ impl RouteTable {
             known: self.names().join(", "),
         })
     }
+
+    /// [`RouteTable::lease`] of a route whose plugin lists `tag`, or the
+    /// error that names the routes with that tag (a per-module endpoint
+    /// knows only those).
+    pub fn lease_tagged(&self, route: &str, tag: &str) -> Result<Lease, UnknownRoute> {
+        let table = self.table.load();
+        match table.get(route) {
+            Some(plugin) if has_tag(plugin, tag) => Ok(plugin.lease()),
+            _ => Err(UnknownRoute {
+                route: route.to_owned(),
+                known: tagged(&table, tag)
+                    .map(|p| p.info.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+}
+
+/// Whether `plugin` lists `tag` among its tags.
+pub fn has_tag(plugin: &Plugin, tag: &str) -> bool {
+    plugin.info.tags.iter().any(|t| t == tag)
+}
+
+/// The plugins of `table` that list `tag`, by route name.
+pub fn tagged<'t>(table: &'t Table, tag: &'t str) -> impl Iterator<Item = &'t Arc<Plugin>> {
+    table.values().filter(move |p| has_tag(p, tag))
 }

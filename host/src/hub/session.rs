@@ -5,16 +5,22 @@
 //! subscriptions the registry records for it. The transport (the WebSocket
 //! in [`crate::http`]) feeds it frames and drains its outbox; dropping the
 //! session ends its subscriptions.
+//!
+//! A subscription is recorded with its canonical request: the request with
+//! the fields its route's schema does not declare dropped, as canonical
+//! JSON. A re-subscribe or an unsubscribe with the same request finds it
+//! there first, without calling the plugin, so neither depends on what the
+//! plugin serving the route now would make of it.
 
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
+use serde_json::{Map, Value, value::RawValue};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::{
     connections::{Admitted, Listed},
     outbox::{CloseReason, Frame, Outbox},
-    registry::{ConnId, NewSubscription, Registry},
+    registry::{Bounds, ConnId, LimitReached, NewSubscription, Registry},
     routes::{RouteTable, UnknownRoute},
 };
 use crate::{
@@ -34,8 +40,8 @@ pub enum CommandError {
     InvalidRequest(Vec<Problem>),
     #[error("cannot subscribe: {0}")]
     Plugin(#[from] CallError),
-    #[error("subscription limit reached ({0} per connection)")]
-    TooManySubscriptions(usize),
+    #[error(transparent)]
+    Limit(#[from] LimitReached),
 }
 
 impl CommandError {
@@ -55,6 +61,10 @@ pub struct Parts {
     pub outbox: Arc<Outbox>,
     /// Subscriptions one session may hold.
     pub max_subscriptions: usize,
+    /// Subscriptions all sessions together may hold.
+    pub max_total_subscriptions: usize,
+    /// Distinct routing keys all sessions together may hold.
+    pub max_total_keys: usize,
     pub admitted: Admitted,
     /// Lists the session for frames sent to every client.
     pub listed: Listed,
@@ -67,7 +77,9 @@ pub struct Session {
     routes: Arc<RouteTable>,
     registry: Arc<Registry>,
     outbox: Arc<Outbox>,
-    max_subscriptions: usize,
+    bounds: Bounds,
+    /// Only routes whose plugin lists this tag (a per-module endpoint).
+    tag: Option<Arc<str>>,
     // Held for the session's lifetime; each undoes itself when dropped.
     _admitted: Admitted,
     _listed: Listed,
@@ -81,11 +93,23 @@ impl Session {
             routes: parts.routes,
             registry: parts.registry,
             outbox: parts.outbox,
-            max_subscriptions: parts.max_subscriptions,
+            bounds: Bounds {
+                per_connection: parts.max_subscriptions,
+                subscriptions: parts.max_total_subscriptions,
+                keys: parts.max_total_keys,
+            },
+            tag: None,
             _admitted: parts.admitted,
             _listed: parts.listed,
             _open: parts.open,
         }
+    }
+
+    /// Serve only the routes whose plugin lists `tag` among its tags; any
+    /// other route is unknown to this session.
+    pub fn only_tagged(mut self, tag: &str) -> Session {
+        self.tag = Some(Arc::from(tag));
+        self
     }
 
     pub fn id(&self) -> ConnId {
@@ -115,97 +139,391 @@ impl Session {
     pub async fn handle_text(&self, text: &str) {
         let frame = match protocol::parse_command(text) {
             Ok(command) => self.handle(command).await,
-            Err(error) => match error.reply_to() {
-                Some((route, op)) => protocol::error_reply(route, op, &error.to_string(), &[]),
-                None => protocol::error_frame(&error.to_string()),
-            },
+            Err(refused) => refused.reply(),
         };
         self.send(frame);
     }
 
     /// The client sent a binary frame, which the protocol does not use.
     pub fn handle_binary(&self) {
-        self.send(protocol::error_frame(&FrameError::Binary.to_string()));
+        self.send(protocol::error_frame(None, &FrameError::Binary.to_string()));
     }
 
     async fn handle(&self, command: Command<'_>) -> String {
-        let Command { route, op, payload } = command;
+        let Command {
+            route,
+            op,
+            payload,
+            id,
+        } = command;
         let result = match op {
             Operation::Subscribe => self
                 .subscribe(route, payload)
                 .await
-                .map(|sub| protocol::ok_reply(route, op, &sub.topic, &sub.keys)),
+                .map(|sub| protocol::ok_reply(route, op, id, &sub.topic, &sub.keys)),
             Operation::Unsubscribe => self
                 .unsubscribe(route, payload)
                 .await
-                .map(|topic| protocol::ok_reply(route, op, &topic, &[])),
+                .map(|topic| protocol::ok_reply(route, op, id, &topic, &[])),
         };
-        result.unwrap_or_else(|e| protocol::error_reply(route, op, &e.to_string(), e.problems()))
+        result
+            .unwrap_or_else(|e| protocol::error_reply(route, op, id, &e.to_string(), e.problems()))
     }
 
-    /// Subscribe to `route` with `request`. Subscribing twice is idempotent.
+    /// Subscribe to `route` with `request`. Subscribing twice is idempotent,
+    /// also across plugin upgrades: the same request finds the subscription
+    /// already held, under its topic.
     pub async fn subscribe(
         &self,
         route: &str,
         request: &RawValue,
     ) -> Result<Subscription, CommandError> {
-        let (plugin, request, resolved) = self.resolve(route, request).await?;
-        let registry = &self.registry;
-        let max = self.max_subscriptions;
-        if !registry.holds(self.conn, &resolved.topic) && registry.held_count(self.conn) >= max {
-            return Err(CommandError::TooManySubscriptions(max));
+        let plugin = self.lease(route)?;
+        let value = parse(request)?;
+        plugin
+            .request_schema
+            .check(&value)
+            .map_err(CommandError::InvalidRequest)?;
+        let request = canonical_request(&plugin.request_schema.source, value);
+        if let Some((topic, keys)) = self.registry.held_by_request(self.conn, route, &request) {
+            return Ok(Subscription { topic, keys });
         }
-        // Already held: idempotent, nothing changes.
-        registry.add(NewSubscription {
-            conn: self.conn,
-            outbox: &self.outbox,
-            route: &plugin.route,
-            topic: &resolved.topic,
-            request: &request,
-            keys: &resolved.keys,
-            resolved_by: &plugin.sha256,
-        });
+        let resolved = plugin.topics(&request).await?;
+        // Already held under this topic: idempotent, nothing changes.
+        self.registry.add(
+            NewSubscription {
+                conn: self.conn,
+                outbox: &self.outbox,
+                route: &plugin.route,
+                topic: &resolved.topic,
+                request: &request,
+                keys: &resolved.keys,
+                resolved_by: &plugin.sha256,
+            },
+            &self.bounds,
+        )?;
         Ok(resolved)
     }
 
     /// End the subscription made with `request`; the topic it had.
     /// Unsubscribing from what is not held succeeds.
+    ///
+    /// What the client holds is looked up first, by the request as sent
+    /// and as the current version's schema reduces it, without calling the
+    /// plugin: a client can leave even when the route's current version
+    /// rejects its old request or cannot resolve it. Only a request held
+    /// under no such form is resolved by the plugin, to find its topic.
     pub async fn unsubscribe(
         &self,
         route: &str,
         request: &RawValue,
     ) -> Result<Arc<str>, CommandError> {
-        let (_, request, resolved) = self.resolve(route, request).await?;
-        // Unsubscribe by what was registered: a plugin upgraded since may
-        // resolve the same request to other keys or topic.
-        let removed = self
-            .registry
-            .remove(self.conn, route, &resolved.topic, &request);
-        Ok(removed.unwrap_or(resolved.topic))
-    }
-
-    /// The route's plugin, the parsed request, and what it resolves to.
-    async fn resolve(
-        &self,
-        route: &str,
-        request: &RawValue,
-    ) -> Result<(Lease, serde_json::Value, Subscription), CommandError> {
-        let plugin = self.routes.lease_or_unknown(route)?;
-        // The payload is valid JSON: the envelope parsed. Depth is bounded
-        // by serde_json's recursion limit.
-        let value: serde_json::Value = serde_json::from_str(request.get())
-            .map_err(|e| CommandError::NotJson(e.to_string()))?;
+        let value = parse(request)?;
+        let plugin = self.lease(route);
+        let as_sent = value.to_string();
+        let reduced = plugin
+            .as_ref()
+            .ok()
+            .map(|p| canonical_request(&p.request_schema.source, value.clone()));
+        let forms: Vec<&str> = std::iter::once(as_sent.as_str())
+            .chain(reduced.as_deref())
+            .collect();
+        if let Some(topic) = self.registry.remove_request(self.conn, route, &forms) {
+            return Ok(topic);
+        }
+        let plugin = plugin?;
         plugin
             .request_schema
             .check(&value)
             .map_err(CommandError::InvalidRequest)?;
-        let resolved = plugin.topics(request.get()).await?;
-        Ok((plugin, value, resolved))
+        let request = reduced.unwrap_or_else(|| Arc::from(as_sent));
+        let resolved = plugin.topics(&request).await?;
+        let removed = self
+            .registry
+            .remove_topic(self.conn, route, &resolved.topic);
+        Ok(removed.unwrap_or(resolved.topic))
     }
+
+    /// The plugin serving `route`, if this session may use it.
+    fn lease(&self, route: &str) -> Result<Lease, UnknownRoute> {
+        match &self.tag {
+            None => self.routes.lease_or_unknown(route),
+            Some(tag) => self.routes.lease_tagged(route, tag),
+        }
+    }
+}
+
+/// The request as JSON. The payload is valid JSON (the envelope parsed);
+/// depth is bounded by serde_json's recursion limit.
+fn parse(request: &RawValue) -> Result<Value, CommandError> {
+    serde_json::from_str(request.get()).map_err(|e| CommandError::NotJson(e.to_string()))
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         self.registry.remove_conn(self.conn);
+    }
+}
+
+/// How many `$ref`s are followed to find one value's schema: enough for
+/// any schema a generator writes, and a reference cycle ends.
+const MAX_REF_HOPS: usize = 16;
+
+/// Keywords under which the properties an object may have are decided by
+/// more than `properties`: where they appear, the value is kept as it is.
+const COMBINATORS: &[&str] = &[
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+    "if",
+    "then",
+    "else",
+    "dependentSchemas",
+    "dependencies",
+    "unevaluatedProperties",
+    "patternProperties",
+    "propertyNames",
+    "prefixItems",
+    "$dynamicRef",
+    "$recursiveRef",
+];
+
+/// A (schema-valid) request as it is stored and handed to the plugin:
+/// object properties its schema does not declare are dropped (where the
+/// schema does not let an object have more properties than it names), and
+/// the JSON is canonical (object keys sorted, no spaces).
+///
+/// Conservative: where the schema says more than `properties`/`items`
+/// (combinators, pattern properties, references it cannot follow), the
+/// value is kept whole. The work is one visit of each value node, each
+/// following at most [`MAX_REF_HOPS`] references.
+pub fn canonical_request(schema: &Value, mut request: Value) -> Arc<str> {
+    prune(schema, schema, &mut request);
+    // serde_json's maps are sorted (no `preserve_order`): canonical.
+    Arc::from(request.to_string())
+}
+
+fn prune(root: &Value, schema: &Value, value: &mut Value) {
+    let Some(schema) = resolve(root, schema, value) else {
+        return;
+    };
+    if COMBINATORS.iter().any(|k| schema.contains_key(*k)) {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+                return;
+            };
+            let open = schema
+                .get("additionalProperties")
+                .is_some_and(|a| a != &Value::Bool(false));
+            if !open {
+                map.retain(|k, _| properties.contains_key(k));
+            }
+            for (k, v) in map.iter_mut() {
+                if let Some(sub) = properties.get(k) {
+                    prune(root, sub, v);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item) = schema.get("items").filter(|i| i.is_object()) {
+                for v in items {
+                    prune(root, item, v);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Keywords that say nothing about which properties an object may have.
+fn is_annotation(keyword: &str) -> bool {
+    matches!(
+        keyword,
+        "$schema"
+            | "$defs"
+            | "definitions"
+            | "$comment"
+            | "title"
+            | "description"
+            | "default"
+            | "examples"
+            | "deprecated"
+            | "readOnly"
+            | "writeOnly"
+    )
+}
+
+/// The schema object that describes `value`: `$ref`s followed (local ones
+/// only), and an optional value's `anyOf`/`oneOf` `[X, {"type": "null"}]`
+/// taken as `X`. `None` when it cannot be told.
+fn resolve<'s>(
+    root: &'s Value,
+    mut schema: &'s Value,
+    value: &Value,
+) -> Option<&'s Map<String, Value>> {
+    for _ in 0..MAX_REF_HOPS {
+        let object = schema.as_object()?;
+        let others_are_annotations =
+            |keyword: &str| object.keys().all(|k| k == keyword || is_annotation(k));
+        if let Some(reference) = object.get("$ref") {
+            // A `$ref` beside other constraints: keep the value whole.
+            if !others_are_annotations("$ref") {
+                return None;
+            }
+            schema = local_ref(root, reference.as_str()?)?;
+            continue;
+        }
+        let optional = ["anyOf", "oneOf"].into_iter().find_map(|keyword| {
+            let branches = object.get(keyword)?.as_array()?;
+            let [a, b] = branches.as_slice() else {
+                return None;
+            };
+            let is_null = |s: &Value| s.get("type").and_then(Value::as_str) == Some("null");
+            let other = match (is_null(a), is_null(b)) {
+                (true, false) => b,
+                (false, true) => a,
+                _ => return None,
+            };
+            others_are_annotations(keyword).then_some(other)
+        });
+        match optional {
+            Some(other) if !value.is_null() => schema = other,
+            _ => return Some(object),
+        }
+    }
+    None
+}
+
+/// The schema a local `$ref` (`#`, `#/$defs/X`, `#/definitions/X`, any
+/// JSON pointer into the root) points at.
+fn local_ref<'s>(root: &'s Value, reference: &str) -> Option<&'s Value> {
+    let pointer = reference.strip_prefix('#')?;
+    if !pointer.contains('%') {
+        return root.pointer(pointer);
+    }
+    root.pointer(&percent_decode(pointer)?)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn canon(schema: Value, request: Value) -> String {
+        canonical_request(&schema, request).to_string()
+    }
+
+    #[test]
+    fn drops_undeclared_fields_and_sorts_keys() {
+        let schema = json!({
+            "type": "object",
+            "properties": { "symbol": { "type": "string" }, "resolution": { "type": "string" } },
+        });
+        assert_eq!(
+            canon(
+                schema,
+                json!({"symbol": "AAPL", "junk": "x".repeat(1000), "resolution": "1"})
+            ),
+            r#"{"resolution":"1","symbol":"AAPL"}"#
+        );
+    }
+
+    #[test]
+    fn follows_refs_arrays_and_optional_values() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "legs": { "type": "array", "items": { "$ref": "#/$defs/Leg" } },
+                "main": { "anyOf": [{ "$ref": "#/$defs/Leg" }, { "type": "null" }] },
+                "odd": { "$ref": "#/definitions/Vec%3CLeg%3E" },
+            },
+            "$defs": {
+                "Leg": { "type": "object", "properties": { "symbol": { "type": "string" } } },
+            },
+            "definitions": {
+                "Vec<Leg>": { "type": "array", "items": { "$ref": "#/$defs/Leg" } },
+            },
+        });
+        let request = json!({
+            "legs": [{"symbol": "A", "x": 1}, {"symbol": "B", "y": 2}],
+            "main": {"symbol": "C", "z": 3},
+            "odd": [{"symbol": "D", "w": 4}],
+            "extra": true,
+        });
+        assert_eq!(
+            canon(schema.clone(), request),
+            r#"{"legs":[{"symbol":"A"},{"symbol":"B"}],"main":{"symbol":"C"},"odd":[{"symbol":"D"}]}"#
+        );
+        assert_eq!(
+            canon(schema, json!({"main": null, "x": 1})),
+            r#"{"main":null}"#
+        );
+    }
+
+    #[test]
+    fn keeps_what_the_schema_does_not_pin_down() {
+        // Maps (additionalProperties), combinators, objects without
+        // declared properties, unresolvable or cyclic references.
+        let map = json!({
+            "type": "object",
+            "properties": { "a": { "type": "integer" } },
+            "additionalProperties": { "type": "string" },
+        });
+        assert_eq!(canon(map, json!({"a": 1, "b": "x"})), r#"{"a":1,"b":"x"}"#);
+        let one_of = json!({
+            "oneOf": [
+                { "type": "object", "properties": { "a": {} } },
+                { "type": "object", "properties": { "b": {} } },
+            ],
+        });
+        assert_eq!(canon(one_of, json!({"b": 1, "c": 2})), r#"{"b":1,"c":2}"#);
+        assert_eq!(
+            canon(json!({"type": "object"}), json!({"z": 1, "a": 2})),
+            r#"{"a":2,"z":1}"#
+        );
+        let remote = json!({ "$ref": "https://example.com/schema.json" });
+        assert_eq!(canon(remote, json!({"k": 1})), r#"{"k":1}"#);
+        let cyclic = json!({ "$ref": "#/$defs/A", "$defs": { "A": { "$ref": "#/$defs/A" } } });
+        assert_eq!(canon(cyclic, json!({"k": 1})), r#"{"k":1}"#);
+        assert_eq!(canon(json!(true), json!({"k": 1})), r#"{"k":1}"#);
+    }
+
+    #[test]
+    fn a_self_referencing_schema_is_walked_once_per_value() {
+        let schema = json!({
+            "$ref": "#/$defs/Node",
+            "$defs": {
+                "Node": {
+                    "type": "object",
+                    "properties": { "next": { "$ref": "#/$defs/Node" }, "v": {} },
+                },
+            },
+        });
+        // 100 levels, each with junk: every level pruned, nothing more.
+        let mut request = json!({"v": 0, "junk": 0});
+        for i in 1..100 {
+            request = json!({"v": i, "junk": i, "next": request});
+        }
+        let text = canon(schema, request);
+        assert!(!text.contains("junk"));
+        assert_eq!(text.matches("\"v\"").count(), 100);
     }
 }

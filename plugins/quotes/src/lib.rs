@@ -32,27 +32,53 @@ pub enum QuoteStatus {
     Error,
 }
 
-/// The quote values of one symbol.
+/// The quote values of one symbol. Every field is optional: a feed may
+/// send only what changed.
 #[model]
 pub struct QuoteValues {
     /// Last price.
-    pub lp: f64,
-    pub ask: f64,
-    pub bid: f64,
-    pub spread: f64,
-    pub open_price: f64,
-    pub high_price: f64,
-    pub low_price: f64,
-    pub prev_close_price: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lp: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ask: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bid: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_price: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_price: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_price: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_close_price: Option<f64>,
     /// Change since previous close.
-    pub ch: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ch: Option<f64>,
     /// Change since previous close, percent.
-    pub chp: f64,
-    pub volume: i64,
-    pub short_name: String,
-    pub exchange: String,
-    pub description: String,
-    pub original_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chp: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_name: Option<String>,
+}
+
+/// A quote's values (in full or in part), or any other object, such as
+/// the `{"error": "Symbol not found"}` of an error quote (the earlier
+/// design's `QuoteValues | dict`).
+#[model]
+#[serde(untagged)]
+pub enum QuoteValue {
+    Values(QuoteValues),
+    Other(serde_json::Map<String, serde_json::Value>),
 }
 
 /// A quote update for one symbol.
@@ -62,8 +88,9 @@ pub struct QuoteData {
     pub s: QuoteStatus,
     /// Symbol name.
     pub n: String,
-    /// Quote values.
-    pub v: QuoteValues,
+    /// Quote values, or what went wrong (`{"error": "..."}`) when `s` is
+    /// `error`.
+    pub v: QuoteValue,
 }
 
 pub struct Quotes;
