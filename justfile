@@ -176,7 +176,7 @@ test-ts-client: ts-client-deps browser-deps
     cd sdk/typescript && node_modules/.bin/tsc -p tsconfig.json --strict --noEmit
     node sdk/typescript/codegen/generate.mjs --check
     cd sdk/typescript && rm -rf dist && node_modules/.bin/tsc -p tsconfig.json && node_modules/.bin/tsc -p tsconfig.test.json
-    cd sdk/typescript && node --test --test-concurrency=1 dist/test/*.test.js
+    cd sdk/typescript && node --test --test-concurrency=1 --test-timeout=180000 dist/test/*.test.js
 
 # Format and lint.
 lint:

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import { WebSocket } from "ws";
 import { WsRouterClient, WsRouterError, type ConnectionState, type WebSocketConstructor } from "ws-router-client";
 import { createWsAdapter, type Bar, type Trade } from "ws-router-client/generated";
@@ -17,9 +17,19 @@ function bar(time: number) {
   return { time, open: 1, high: 2, low: 0.5, close: 1.5, volume: 10 };
 }
 
+const clients = new Set<WsRouterClient>();
+
 function client(url: string, options: Partial<ConstructorParameters<typeof WsRouterClient>[0]> = {}) {
-  return new WsRouterClient({ url, WebSocket, requestTimeoutMs: 5000, reconnect: { initialDelayMs: 50, maxDelayMs: 500 }, ...options });
+  const c = new WsRouterClient({ url, WebSocket, requestTimeoutMs: 5000, reconnect: { initialDelayMs: 50, maxDelayMs: 500 }, ...options });
+  clients.add(c);
+  return c;
 }
+
+// A test that fails before its own close() must not leave a client reconnecting (the process would never exit).
+afterEach(() => {
+  for (const c of clients) c.close();
+  clients.clear();
+});
 
 describe("against a host with the demo feed", () => {
   let host: Host;
