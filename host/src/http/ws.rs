@@ -20,9 +20,9 @@ use axum::{
     Extension,
     extract::{
         Path, State, WebSocketUpgrade,
-        ws::{CloseFrame, Message, Utf8Bytes, WebSocket},
+        ws::{CloseFrame, Message, Utf8Bytes, WebSocket, rejection::WebSocketUpgradeRejection},
     },
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use futures_util::{SinkExt, StreamExt, stream::SplitSink};
 use tracing::Instrument;
@@ -50,15 +50,20 @@ pub async fn upgrade(
 /// `GET /api/v1/<tag>/ws`: the same protocol, for the routes tagged `tag`
 /// only. A tag no route has is a 404.
 pub async fn upgrade_module(
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     State(host): State<Arc<Host>>,
     Path(tag): Path<String>,
     over: Option<Extension<OverLimit>>,
 ) -> Response {
+    // An unknown module is a 404 whatever the request (not a 400 for a
+    // plain GET).
     if !docs::module_exists(&host, &tag) {
         return docs::unknown_module(&host, &tag);
     }
-    accept(ws, host, Some(tag), over.is_some())
+    match ws {
+        Ok(ws) => accept(ws, host, Some(tag), over.is_some()),
+        Err(rejection) => rejection.into_response(),
+    }
 }
 
 fn accept(ws: WebSocketUpgrade, host: Arc<Host>, tag: Option<String>, over: bool) -> Response {
