@@ -5,6 +5,19 @@
  * Whether the quote could be produced.
  */
 export type QuoteStatus = "ok" | "error";
+/**
+ * A quote's values (in full or in part), or any other object, such as
+ * the `{"error": "Symbol not found"}` of an error quote (the earlier
+ * design's `QuoteValues | dict`).
+ */
+export type QuoteValue =
+  | QuoteValues
+  | {
+      [k: string]: unknown | undefined;
+    };
+/**
+ * Which side initiated the trade.
+ */
 export type Side = "buy" | "sell";
 
 /**
@@ -148,38 +161,40 @@ export interface QuoteData {
    */
   s: QuoteStatus;
   /**
-   * Quote values.
+   * Quote values, or what went wrong (`{"error": "..."}`) when `s` is
+   * `error`.
    */
-  v: QuoteValues;
+  v: QuoteValue;
 }
 /**
- * The quote values of one symbol.
+ * The quote values of one symbol. Every field is optional: a feed may
+ * send only what changed.
  */
 export interface QuoteValues {
-  ask: number;
-  bid: number;
+  ask?: number | null;
+  bid?: number | null;
   /**
    * Change since previous close.
    */
-  ch: number;
+  ch?: number | null;
   /**
    * Change since previous close, percent.
    */
-  chp: number;
-  description: string;
-  exchange: string;
-  high_price: number;
-  low_price: number;
+  chp?: number | null;
+  description?: string | null;
+  exchange?: string | null;
+  high_price?: number | null;
+  low_price?: number | null;
   /**
    * Last price.
    */
-  lp: number;
-  open_price: number;
-  original_name: string;
-  prev_close_price: number;
-  short_name: string;
-  spread: number;
-  volume: number;
+  lp?: number | null;
+  open_price?: number | null;
+  original_name?: string | null;
+  prev_close_price?: number | null;
+  short_name?: string | null;
+  spread?: number | null;
+  volume?: number | null;
 }
 /**
  * Subscribe to the trades of one or more symbols.

@@ -146,7 +146,16 @@ export class WsRouterClient {
     this.idleTimeoutMs = options.idleTimeoutMs === undefined ? 0 : positive(options.idleTimeoutMs, 0, "idleTimeoutMs", true);
     this.commandsPerSecond = positive(options.commandsPerSecond, 50, "commandsPerSecond");
     this.tokens = this.commandsPerSecond;
-    this.backoff = options.reconnect === false ? undefined : { ...DEFAULT_RECONNECT, ...options.reconnect };
+    if (options.reconnect === false) {
+      this.backoff = undefined;
+    } else {
+      const r = { ...DEFAULT_RECONNECT, ...options.reconnect };
+      positive(r.initialDelayMs, 0, "reconnect.initialDelayMs");
+      positive(r.maxDelayMs, 0, "reconnect.maxDelayMs");
+      if (!(r.factor >= 1)) throw new RangeError(`reconnect.factor must be at least 1, got ${r.factor}`);
+      if (!(r.jitter >= 0 && r.jitter <= 1)) throw new RangeError(`reconnect.jitter must be between 0 and 1, got ${r.jitter}`);
+      this.backoff = r;
+    }
   }
 
   get state(): ConnectionState {

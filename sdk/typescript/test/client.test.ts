@@ -2,7 +2,7 @@
 // over real WebSockets (the `ws` package: Node 20 has no global WebSocket).
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
@@ -310,7 +310,7 @@ test("close() leaves the process free to exit", async () => {
   }
 });
 
-describe("waiting on the host's id echo and per-module endpoints", () => {
+describe("command ids and per-module endpoints", () => {
   let host: Host;
   before(async () => {
     host = await startHost({ plugins: ["bars", "quotes", "trades"] });
@@ -348,6 +348,20 @@ describe("waiting on the host's id echo and per-module endpoints", () => {
       "each reply carries its command's id",
     );
     ws.close();
+  });
+
+  test("the generator reads a module's document from the host", async () => {
+    const out = path.join(PACKAGE, "dist/test-gen/from-url");
+    fs.rmSync(out, { recursive: true, force: true });
+    const run = spawnSync(process.execPath, ["codegen/generate.mjs", `${host.httpUrl}/api/v1/datafeed/ws/asyncapi.json`, "--out", out], {
+      cwd: PACKAGE,
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    assert.equal(run.status, 0, `${run.stdout}${run.stderr}`);
+    const index = fs.readFileSync(path.join(out, "index.ts"), "utf8");
+    assert.match(index, /export const ROUTES = \["bars", "quotes"\] as const;/);
+    assert.match(index, /export const WS_PATH = "\/api\/v1\/datafeed\/ws";/);
   });
 
   test("a module's endpoint serves only its routes", async () => {
