@@ -11,13 +11,16 @@ mod support;
 use std::time::{Duration, Instant};
 
 use attack::{Ending, TcpOutcome, install_plugin, raw_ws, read_tcp, read_until_end, wait_route};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use support::{Client, Event, Host};
 use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn host_with(plugins: &[&str], args: &[&str]) -> Host {
+    attack::require_flags(args);
     let mut builder = Host::builder().plugins(plugins);
     for a in args {
         builder = builder.arg(a);
@@ -254,15 +257,13 @@ fn big_quote(symbol: &str, seq: u64) -> Value {
            "description": "d".repeat(20_000), "original_name": symbol}}})
 }
 
-/// Publish `count` numbered big quotes of `symbol`, in batches.
+/// Publish `count` numbered big quotes of `symbol`, one per request: the
+/// host's writer gets each before the next, so the socket buffers fill
+/// (in batches, the outbox would conflate them before any reached the
+/// socket, and the socket would never fill).
 async fn publish_quotes(host: &Host, symbol: &str, count: u64) {
-    let mut n = 0;
-    while n < count {
-        let batch: Vec<Value> = (n + 1..=(n + 40).min(count))
-            .map(|i| big_quote(symbol, i))
-            .collect();
-        n += batch.len() as u64;
-        let reply = host.publish(&Value::Array(batch)).await;
+    for i in 1..=count {
+        let reply = host.publish(&big_quote(symbol, i)).await;
         assert_eq!(reply["failed"], 0, "{reply:.300}");
     }
 }
@@ -276,9 +277,9 @@ async fn a_slow_quotes_client_keeps_the_newest_value_of_every_symbol() {
     let mut slow = Client::connect_with_recv_buffer(&host.ws_url(), 8192).await;
     slow.subscribe("quotes", json!({"symbols": ["AAPL", "MSFT"]}))
         .await;
-    // 8 MB of each, far more than the socket buffers hold: the client reads
-    // nothing meanwhile.
-    const EACH: u64 = 400;
+    // 6 MB of each, more than the socket buffers hold (the host's send
+    // buffer grows to 4 MiB): the client reads nothing meanwhile.
+    const EACH: u64 = 300;
     publish_quotes(&host, "AAPL", EACH).await;
     publish_quotes(&host, "MSFT", EACH).await;
 
@@ -316,9 +317,16 @@ async fn a_slow_quotes_client_keeps_the_newest_value_of_every_symbol() {
 async fn control_frames_do_not_disconnect_a_slow_latest_value_client() {
     let host = host_with(&["quotes", "bars"], &["--outbox-bytes", "65536"]);
     let mut slow = Client::connect_with_recv_buffer(&host.ws_url(), 8192).await;
-    slow.subscribe("quotes", json!({"symbols": ["AAPL"]})).await;
+    for symbol in ["AAPL", "MSFT", "GOOG"] {
+        slow.subscribe("quotes", json!({"symbols": [symbol]})).await;
+    }
     slow.subscribe("bars", json!({"symbol": "AAPL"})).await;
-    publish_quotes(&host, "AAPL", 400).await;
+    // Fill the socket buffers, then queue updates of other subscriptions:
+    // the queue is now over its limit (latest-value queues may reach twice
+    // the limit with several subscriptions).
+    publish_quotes(&host, "AAPL", 300).await;
+    publish_quotes(&host, "MSFT", 1).await;
+    publish_quotes(&host, "GOOG", 1).await;
 
     // While its queue is over the limit: a command reply, routes.changed,
     // route.removed.
@@ -335,7 +343,7 @@ async fn control_frames_do_not_disconnect_a_slow_latest_value_client() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let (mut reply, mut changed, mut removed, mut newest) = (false, false, false, 0);
-    while !(reply && changed && removed && newest == 400) {
+    while !(reply && changed && removed && newest == 300) {
         match slow.next_event(WAIT).await {
             Some(Event::Text(t)) => {
                 let v: Value = serde_json::from_str(&t).unwrap();
@@ -346,9 +354,10 @@ async fn control_frames_do_not_disconnect_a_slow_latest_value_client() {
                     }
                     "routes.changed" => changed = true,
                     "route.removed" => removed = true,
-                    "quotes.update" => {
+                    "quotes.update" if v["payload"]["payload"]["n"] == "AAPL" => {
                         newest = v["payload"]["payload"]["v"]["volume"].as_u64().unwrap()
                     }
+                    "quotes.update" => {}
                     other => panic!("unexpected frame {other}"),
                 }
             }
@@ -390,13 +399,18 @@ async fn a_burst_of_150_subscribes_all_succeed() {
 async fn a_flooding_client_receives_close_1008_not_a_reset() {
     let host = host_with(&["bars"], &[]);
     let mut ws = raw_ws(&host.ws_url()).await;
-    let frame = json!({"type": "bars.subscribe", "payload": {"symbol": "AAPL"}}).to_string();
+    // 2 MB in all: more than the host's socket buffer takes at once.
+    let frame = json!({"type": "bars.subscribe",
+        "payload": {"symbol": "AAPL", "pad": "x".repeat(1000)}})
+    .to_string();
+    // All at once, one flush: the host has unread frames when it closes.
+    // (With backpressure it may stop reading: the flush may then stall.)
     for _ in 0..2000 {
-        // With backpressure the host may stop reading: sends may stall.
-        if !attack::send_text(&mut ws, &frame).await {
-            break;
-        }
+        ws.feed(Message::text(frame.as_str()))
+            .await
+            .expect("buffer a frame");
     }
+    let _ = tokio::time::timeout(Duration::from_secs(5), ws.flush()).await;
     let (ending, _) = read_until_end(&mut ws, Duration::from_secs(12)).await;
     match ending {
         Ending::CloseFrame(code, _) => assert_eq!(code, 1008, "{ending:?}"),

@@ -110,6 +110,7 @@ async fn symlinks_load_only_when_they_resolve_inside_the_plugins_directory() {
 /// reason naming the size limit.
 #[tokio::test]
 async fn a_plugin_file_over_max_plugin_bytes_is_rejected_naming_the_limit() {
+    attack::require_flags(&["--max-plugin-bytes"]);
     let host = Host::builder()
         .plugins(&["bars"])
         .arg("--max-plugin-bytes")

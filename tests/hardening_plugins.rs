@@ -41,6 +41,7 @@ fn short(v: &Value) -> String {
 }
 
 fn host_with_patchable(args: &[&str]) -> Host {
+    attack::require_flags(args);
     let mut builder = Host::builder().plugins(&["bars"]);
     for a in args {
         builder = builder.arg(a);

@@ -253,3 +253,20 @@ pub fn cap_process_memory(pid: u32, bytes: u64) {
         .expect("run prlimit (util-linux)");
     assert!(status.success(), "prlimit failed");
 }
+
+/// Panic at once, with a clear message, unless the host binary has every
+/// flag in `args` (the `--...` entries): a host without them would exit on a
+/// usage error, which the harness only notices after its start timeout.
+pub fn require_flags(args: &[&str]) {
+    let out = std::process::Command::new(crate::support::HOST_BIN)
+        .arg("--help")
+        .output()
+        .expect("run the host with --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in args.iter().filter(|a| a.starts_with("--")) {
+        assert!(
+            help.contains(&format!("{flag} ")),
+            "the host has no {flag} flag (see `ws-router-host --help`)"
+        );
+    }
+}
