@@ -38,8 +38,14 @@
 //! schemas' descriptions. Build it with `cargo build --target
 //! wasm32-wasip2`; the `.wasm` in `target/wasm32-wasip2/...` is the plugin.
 //! Version and description come from the plugin's `Cargo.toml`.
+//!
+//! A route that decides who may subscribe overrides [`Route::authorize`];
+//! the default allows every subscription.
 
+mod claims;
 pub mod topic;
+
+pub use claims::Claims;
 
 #[doc(hidden)]
 pub mod bindings {
@@ -61,7 +67,7 @@ pub use ws_router_sdk_macros::model;
 
 /// Everything a route file needs: `use ws_router_sdk::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Delivery, Route, TopicError, model, serde_json, topic::default_topic};
+    pub use crate::{Claims, Delivery, Route, TopicError, model, serde_json, topic::default_topic};
 }
 
 /// Why a request cannot be subscribed to; the message reaches the client.
@@ -115,6 +121,20 @@ pub trait Route {
         let _ = request;
         Ok(vec![topic.to_owned()])
     }
+
+    /// Whether a client may subscribe (the WIT `authorize` interface),
+    /// called on every subscribe before the topic is built. `claims` are
+    /// the client's verified token claims, `None` when the host runs
+    /// without authentication; `request` has its defaults applied.
+    ///
+    /// `Err(message)` refuses the subscription: the message is the
+    /// client's error reply (say what is refused, not why internally). The
+    /// default allows everything, leaving the decision to the host's own
+    /// checks.
+    fn authorize(claims: Option<&Claims>, request: &Self::Request) -> Result<(), String> {
+        let _ = (claims, request);
+        Ok(())
+    }
 }
 
 /// Glue called by [`export_route!`]; not part of the public API.
@@ -153,6 +173,17 @@ pub mod __private {
         }
     }
 
+    /// The WIT `authorize` call: parses both texts and asks the route.
+    /// Anything unreadable refuses: a subscription is never allowed by
+    /// accident.
+    pub fn authorize<R: Route>(claims: &str, request: &str) -> Result<(), String> {
+        let claims = Claims::from_json_text(claims)
+            .map_err(|e| format!("route {} cannot read the token's claims: {e}", R::NAME))?;
+        let request: R::Request =
+            serde_json::from_str(request).map_err(|e| format!("invalid request: {e}"))?;
+        R::authorize(claims.as_ref(), &request)
+    }
+
     pub fn topics<R: Route>(request: String) -> Result<wit::Subscription, wit::TopicError> {
         let convert = |e: TopicError| match e {
             TopicError::InvalidRequest(m) => wit::TopicError::InvalidRequest(m),
@@ -167,7 +198,8 @@ pub mod __private {
 }
 
 /// Export a [`Route`] as the plugin's `ws-router:plugin/route` interface
-/// (and `ws-router:plugin/delivery`, declaring [`Route::DELIVERY`]).
+/// (and `ws-router:plugin/delivery`, declaring [`Route::DELIVERY`], and
+/// `ws-router:plugin/authorize`, calling [`Route::authorize`]).
 /// Use it once per plugin crate.
 #[macro_export]
 macro_rules! export_route {
@@ -196,6 +228,11 @@ macro_rules! export_route {
                 fn delivery_policy()
                 -> $crate::bindings::exports::ws_router::plugin::delivery::Policy {
                     $crate::__private::delivery::<$route>()
+                }
+            }
+            impl $crate::bindings::exports::ws_router::plugin::authorize::Guest for __RoutePlugin {
+                fn authorize(claims: String, request: String) -> Result<(), String> {
+                    $crate::__private::authorize::<$route>(&claims, &request)
                 }
             }
     $crate::bindings::__export_route_plugin!(__RoutePlugin with_types_in $crate::bindings);
