@@ -671,6 +671,8 @@ export class WsRouterClient {
       info.offset = payload.offset;
       info.epoch = payload.epoch;
     }
+    // Shared by every listener of the topic: nobody may change what the others see.
+    Object.freeze(info);
     for (const listener of [...sub.listeners.values()]) {
       if (listener.waiter) continue;
       safely(() => listener.onUpdate(payload.payload, info));
