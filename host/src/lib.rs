@@ -6,7 +6,9 @@
 //! * [`plugin`]: the wasmtime engine, loading a component, the compile
 //!   cache, and calling a plugin under limits from a pool of instances.
 //!   Knows nothing of the host.
-//! * [`config`]: command-line flags and the limits every part reads.
+//! * [`logging`]: the log's text and JSON formats; text escapes every value.
+//! * [`config`]: the settings (flags, environment, config file) and the
+//!   limits every part reads.
 //! * [`protocol`]: the wire format: client frames parsed in exactly one
 //!   place, replies and update frames encoded in exactly one place.
 //! * [`hub`]: the host core, behind [`Host`]: the route table, the
@@ -26,6 +28,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod hub;
+pub mod logging;
 pub mod plugin;
 pub mod protocol;
 

@@ -3,9 +3,13 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
-use tracing_subscriber::EnvFilter;
-use ws_router_host::{Config, Host, asyncapi, demo, http};
+use clap::{CommandFactory, FromArgMatches, Parser};
+use ws_router_host::{
+    Config, Host, asyncapi,
+    config::{self, ConfigError},
+    demo, http,
+    logging::{self, Output},
+};
 
 /// Serve (the default), or run one of the subcommands. The serve flags stay
 /// top-level so that `ws-router-host --listen ...` keeps working.
@@ -31,28 +35,49 @@ enum Subcommand {
         #[command(flatten)]
         config: Config,
     },
+    /// Print the effective configuration (flags, environment, `--config`
+    /// file, defaults), each value with where it came from, and exit.
+    /// Secrets print as `<redacted>`.
+    #[command(name = "config")]
+    ShowConfig {
+        #[command(flatten)]
+        config: Config,
+        /// Print instead a commented config file holding every setting at its
+        /// default (`ws-router.example.toml`).
+        #[arg(long)]
+        example: bool,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let print_only = cli.command.is_some();
-    let fmt = tracing_subscriber::fmt().with_env_filter(
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-    );
-    if print_only {
-        // stdout carries the document; the log goes to stderr.
-        fmt.with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init();
-    } else {
-        fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .init();
-    }
+    let parsed = match config::parse_args(Cli::command(), std::env::args_os()) {
+        Ok(parsed) => parsed,
+        // Usage errors, --help and --version, as clap shows them.
+        Err(ConfigError::Args(e)) => e.exit(),
+        Err(e) => return Err(e.into()),
+    };
+    let cli = Cli::from_arg_matches(&parsed.matches).unwrap_or_else(|e| e.exit());
     let config = match cli.command {
-        Some(Subcommand::Asyncapi { config }) => return print_asyncapi(config).await,
+        Some(Subcommand::ShowConfig { example, .. }) => {
+            if example {
+                print!("{}", config::example());
+            } else {
+                print!("{}", parsed.report());
+            }
+            return Ok(());
+        }
+        Some(Subcommand::Asyncapi { config }) => {
+            // stdout carries the document; the log goes to stderr.
+            logging::init(config.log_format, &config.log_filter, Output::Stderr)?;
+            return print_asyncapi(config).await;
+        }
         None => cli.config,
     };
+    logging::init(config.log_format, &config.log_filter, Output::Stdout)?;
+    if let Some(file) = &parsed.file {
+        tracing::info!(file = %file.path().display(), "configuration read");
+    }
 
     let host = Host::new(config.clone()).context("cannot start the plugin engine")?;
     let loaded = host.start().await?;
@@ -102,5 +127,14 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }
