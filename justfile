@@ -10,14 +10,14 @@ plugin_target := "target/wasm32-wasip2/plugin"
 default:
     @just --list
 
-# Build the bars, quotes and trades (Rust), news (Python) and orderbook
-# (JavaScript) plugins into plugins/*.wasm.
+# Build the bars, quotes, trades, orders and positions (Rust), news (Python)
+# and orderbook (JavaScript) plugins into plugins/*.wasm.
 build-plugins: build-python-plugins build-js-plugins
     @# rustup installs a pinned toolchain's targets only with the toolchain:
     @# one already installed does not get wasm32-wasip2. A no-op when present.
     rustup target add wasm32-wasip2
-    cargo build --profile plugin --target wasm32-wasip2 -p bars -p quotes -p trades
-    for p in bars quotes trades; do cp {{plugin_target}}/$p.wasm plugins/$p.wasm; done
+    cargo build --profile plugin --target wasm32-wasip2 -p bars -p quotes -p trades -p orders -p positions
+    for p in bars quotes trades orders positions; do cp {{plugin_target}}/$p.wasm plugins/$p.wasm; done
     @ls -l plugins/*.wasm
 
 # The Python SDK (sdk/python, with its pinned componentize-py) installed in
