@@ -153,16 +153,20 @@ async fn run(socket: WebSocket, host: Arc<Host>, session: Session) {
                     }
                     let command = matches!(message, Some(Ok(Message::Text(_) | Message::Binary(_))));
                     if command {
-                        match pace(&mut rate, &mut shutdown).await {
-                            Paced::Go => {}
-                            Paced::Abusive => {
+                        match rate.admit() {
+                            Admission::Now => {}
+                            Admission::Abusive => {
                                 tracing::info!("closing client: over the command rate for too long");
                                 end = CloseReason::RATE_LIMIT;
                                 break;
                             }
-                            Paced::ShuttingDown => {
-                                end = CloseReason::GOING_AWAY;
-                                break;
+                            // Boxed like a command: only a paced connection
+                            // needs the timer's memory.
+                            Admission::After(wait) => {
+                                if !Box::pin(pause(wait, &mut shutdown)).await {
+                                    end = CloseReason::GOING_AWAY;
+                                    break;
+                                }
                             }
                         }
                     }
@@ -204,25 +208,13 @@ async fn run(socket: WebSocket, host: Arc<Host>, session: Session) {
     .await
 }
 
-/// What the command rate says about the command just read.
-enum Paced {
-    Go,
-    Abusive,
-    ShuttingDown,
-}
-
-/// Wait until the command rate allows the command just read. Nothing is
-/// read meanwhile, so the client's sends back up (TCP flow control).
-async fn pace(rate: &mut RateLimit, shutdown: &mut tokio::sync::watch::Receiver<bool>) -> Paced {
-    match rate.admit() {
-        Admission::Now => Paced::Go,
-        Admission::Abusive => Paced::Abusive,
-        Admission::After(wait) => {
-            tokio::select! {
-                () = tokio::time::sleep(wait) => Paced::Go,
-                _ = shutdown.changed() => Paced::ShuttingDown,
-            }
-        }
+/// Wait `wait` before handling the command just read (the command rate
+/// says so); nothing is read meanwhile, so the client's sends back up (TCP
+/// flow control). False if the host started shutting down instead.
+async fn pause(wait: Duration, shutdown: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(wait) => true,
+        _ = shutdown.changed() => false,
     }
 }
 
