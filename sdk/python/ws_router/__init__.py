@@ -1,7 +1,7 @@
 """Write a ws-router route in Python.
 
-A route is its models (dataclasses or TypedDicts) and, only if it needs one,
-a key function. ``componentize-py`` turns the app module into a WebAssembly
+A route is its models (dataclasses or TypedDicts) and, only if it needs them,
+a key function and an ``authorize`` method deciding who may subscribe. ``componentize-py`` turns the app module into a WebAssembly
 component exporting ``ws-router:plugin/route`` (``wit/ws-router.wit``)::
 
     from dataclasses import dataclass
@@ -22,14 +22,15 @@ component exporting ``ws-router:plugin/route`` (``wit/ws-router.wit``)::
         Request = NewsRequest
         Data = Headline
 
-    # componentize-py exports the classes named after the WIT interfaces.
-    Route, Delivery = ws_router.export(News)
+    # Defines the classes componentize-py exports, one per WIT interface
+    # (Route, Delivery, Authorize), in this module.
+    ws_router.export(News)
 
 Install it into the route's virtual environment (``pip install
 <ws-router>/sdk/python``); componentize-py finds it there.
 """
 
-from .route import Exports, RouteDefinition, export
+from .route import Exports, Forbidden, RouteDefinition, export
 from .schema import InvalidRequest, from_json, json_schema, to_json
 from .topic import canonical_json, default_topic
 
@@ -38,6 +39,7 @@ __all__ = [
     "export",
     "Exports",
     "InvalidRequest",
+    "Forbidden",
     "json_schema",
     "from_json",
     "to_json",

@@ -1,16 +1,23 @@
-"""A route: its name, its models and how its requests map to topics, and
-the glue that exports it as the plugin's ``ws-router:plugin/route``."""
+"""A route: its name, its models, how its requests map to topics and who
+may subscribe, and the glue that exports it as the plugin's
+``ws-router:plugin/route`` (with ``delivery`` and ``authorize``)."""
 
 import json
+import sys
 from typing import Any, ClassVar, NamedTuple, Optional, Sequence
 
 from .schema import InvalidRequest, from_json, json_schema, to_json
 from .topic import default_topic
 
 
+class Forbidden(Exception):
+    """Raised by ``RouteDefinition.authorize`` to refuse a subscription; the
+    message is the client's error reply."""
+
+
 class RouteDefinition:
     """Subclass it, set the class attributes, then export it from your
-    ``app.py`` with ``Route, Delivery = ws_router.export(MyRoute)``."""
+    ``app.py`` with ``ws_router.export(MyRoute)``."""
 
     #: The name clients use in frame types: ``<name>.subscribe``.
     name: ClassVar[str]
@@ -40,6 +47,15 @@ class RouteDefinition:
         ``<name>:``). The default routes by the topic itself."""
         return [topic]
 
+    def authorize(self, claims: Optional[dict[str, Any]], request: Any) -> None:
+        """Whether a client may subscribe, asked on every subscribe before
+        the topic is built. ``claims`` are the client's verified token
+        claims (a dict), ``None`` when the host runs without
+        authentication; ``request`` has its defaults applied. Raise
+        ``ws_router.Forbidden(message)`` to refuse: the message is the
+        client's error reply. The default allows everything, leaving the
+        decision to the host's own checks."""
+
     # --- what the glue calls -------------------------------------------------
 
     def resolve(self, request_text: str) -> tuple[str, list[str]]:
@@ -52,22 +68,52 @@ class RouteDefinition:
         topic = self.topic(request)
         return topic, list(self.keys(request, topic))
 
+    def check(self, claims_text: str, request_text: str) -> None:
+        """Claims and request JSON text -> ``authorize``; raises Forbidden.
+        Anything unreadable refuses: a subscription is never allowed by
+        accident, and a route's own bug refuses without its details."""
+        try:
+            claims = json.loads(claims_text)
+        except ValueError as e:
+            raise Forbidden(f"route {self.name} cannot read the token's claims: {e}") from None
+        if claims is not None and not isinstance(claims, dict):
+            raise Forbidden(f"route {self.name} cannot read the token's claims: not a JSON object")
+        try:
+            request = from_json(self.Request, json.loads(request_text))
+        except (ValueError, InvalidRequest) as e:
+            raise Forbidden(f"invalid request: {e}") from None
+        try:
+            self.authorize(claims, request)
+        except Forbidden:
+            raise
+        except Exception as e:  # noqa: BLE001 - the route's own bug
+            raise Forbidden(f"route {self.name} failed ({type(e).__name__})") from None
+
 
 class Exports(NamedTuple):
-    """The component's exports, one class per WIT interface, named as
-    componentize-py looks them up in the app module (``route`` -> ``Route``,
-    ``delivery`` -> ``Delivery``). ``None`` outside a componentize-py build."""
+    """Two of the component's exports, as apps written before the
+    ``authorize`` interface (0.1.2) unpack them: ``Route, Delivery =
+    ws_router.export(...)`` keeps working. ``None`` outside a componentize-py
+    build."""
 
     Route: Optional[type]
     Delivery: Optional[type]
 
 
 def export(definition: type[RouteDefinition]) -> Exports:
-    """The classes componentize-py exports for ``definition``.
+    """Define the component's exports for ``definition`` in the module that
+    calls it: componentize-py looks up one class per WIT interface there
+    (``route`` -> ``Route``, ``delivery`` -> ``Delivery``, ``authorize`` ->
+    ``Authorize``). Call it at the end of the app module given to
+    ``componentize-py componentize``::
 
-    In the app module given to ``componentize-py componentize``::
+        ws_router.export(VenueStatus)
 
-        Route, Delivery = ws_router.export(VenueStatus)
+    Defining them in the caller, rather than having the app unpack a tuple,
+    lets a later contract add an optional interface without changing any
+    app. Outside a componentize-py build (plain CPython, a route's unit
+    tests) nothing is defined; test the definition itself
+    (``VenueStatus().resolve(...)``, ``.check(...)``).
     """
     if not (isinstance(definition, type) and issubclass(definition, RouteDefinition)):
         raise TypeError(f"export() takes a ws_router.RouteDefinition subclass, not {definition!r}")
@@ -92,6 +138,7 @@ def export(definition: type[RouteDefinition]) -> Exports:
         from wit_world.exports import route as wit
     except ImportError:
         return Exports(None, None)
+    caller = sys._getframe(1).f_globals
 
     class Route(exports.Route):
         def info(self) -> "wit.RouteInfo":
@@ -128,4 +175,12 @@ def export(definition: type[RouteDefinition]) -> Exports:
         def delivery_policy(self) -> "wit_delivery.Policy":
             return policy
 
+    class Authorize(exports.Authorize):
+        def authorize(self, claims: str, request: str) -> None:
+            try:
+                route.check(claims, request)
+            except Forbidden as e:
+                raise Err(str(e))
+
+    caller.update(Route=Route, Delivery=Delivery, Authorize=Authorize)
     return Exports(Route, Delivery)
