@@ -9,6 +9,13 @@
 // and its TypeBox from node_modules, and strips TypeScript types); the
 // bundle is then componentized against the `route-plugin` world of
 // wit/ws-router.wit (shipped in the package; WS_ROUTER_WIT overrides it).
+//
+// The world exports one interface per optional feature, and ComponentizeJS
+// needs a JS export for each. The bundle's entry re-exports the route's
+// module and fills in what it leaves out from its `route` (defineRoute's
+// result carries them all), so a route written before an interface existed
+// (`export const { route, delivery } = ...`) still builds, with its own
+// `authorize` if it defines one.
 
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -31,9 +38,23 @@ if (!wit) fail(`ws-router-build: no WIT found next to ${pkg}; set WS_ROUTER_WIT 
 const work = await mkdtemp(join(tmpdir(), "ws-router-build-"));
 try {
   const bundled = join(work, "route.js");
+  const entry = [
+    `import * as app from ${JSON.stringify(resolve(source))};`,
+    // A copy: reading a name the module does not export is the point here,
+    // and esbuild warns about it on the namespace itself.
+    `const exported = { ...app };`,
+    `const plugin = exported.route?.[Symbol.for("ws-router-sdk.plugin")];`,
+    `export const route = exported.route;`,
+    `export const delivery = exported.delivery ?? plugin?.delivery;`,
+    `export const authorize = exported.authorize ?? plugin?.authorize;`,
+    `const missing = Object.entries({ route, delivery, authorize }).filter(([, v]) => v === undefined).map(([k]) => k);`,
+    `if (missing.length > 0) throw new Error(${JSON.stringify(`${source} does not export `)} + missing.join(", ") + ` +
+      JSON.stringify(": export defineRoute's result (export const { route, delivery, authorize } = defineRoute({...}))") +
+      `);`,
+  ].join("\n");
   try {
     await build({
-      entryPoints: [resolve(source)],
+      stdin: { contents: entry, resolveDir: dirname(resolve(source)), sourcefile: "ws-router-entry.js", loader: "js" },
       outfile: bundled,
       bundle: true,
       format: "esm",

@@ -1,13 +1,14 @@
 // Write a ws-router route in JavaScript or TypeScript.
 //
 // A route is its models (TypeBox schemas: JSON Schema with static types)
-// and, only if it needs one, a key function. `ws-router-build` bundles the
-// module and turns it into a WebAssembly component exporting the
-// interfaces of wit/ws-router.wit:
+// and, only if it needs them, a key function and an `authorize` function
+// deciding who may subscribe. `ws-router-build` bundles the module and
+// turns it into a WebAssembly component exporting the interfaces of
+// wit/ws-router.wit:
 //
 //     import { defineRoute, Type } from "ws-router-sdk";
 //
-//     export const { route, delivery } = defineRoute({
+//     export const { route, delivery, authorize } = defineRoute({
 //       name: "orderbook",
 //       request: Type.Object({ symbol: Type.String(), depth: Type.Integer({ default: 10 }) }),
 //       data: Type.Object({ time: Type.Integer() }),
@@ -32,6 +33,14 @@ const JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema";
  * topic by the newer one.
  */
 export type Delivery = "queue-all" | "latest-value";
+
+/**
+ * A client's verified token claims (a JSON object), as the host passes
+ * them to `authorize`: `sub` (who the token was issued to), `accounts`,
+ * `routes`, and whatever else the issuer put in. Their shape is not
+ * checked: test a claim before relying on it (`Array.isArray(claims.accounts)`).
+ */
+export type Claims = Readonly<Record<string, unknown>>;
 
 /** What `defineRoute` takes. */
 export interface RouteDefinition<Request extends TSchema, Data extends TSchema> {
@@ -64,6 +73,15 @@ export interface RouteDefinition<Request extends TSchema, Data extends TSchema> 
    * `[topic]` by default. Throw `InvalidRequest` to refuse a request.
    */
   keys?: (request: Static<Request>, topic: string) => readonly string[];
+  /**
+   * Whether a client may subscribe, asked on every subscribe before the
+   * topic is built. `claims` are the client's verified token claims,
+   * `null` when the host runs without authentication; `request` has its
+   * defaults applied. Throw `Forbidden` to refuse: its message is the
+   * client's error reply. By default everyone may subscribe, leaving the
+   * decision to the host's own checks.
+   */
+  authorize?: (claims: Claims | null, request: Static<Request>) => void;
 }
 
 /** A subscription request resolved (the WIT `subscription` record). */
@@ -86,14 +104,30 @@ export interface DeliveryExport {
   deliveryPolicy(): Delivery;
 }
 
+/** The WIT `authorize` interface. */
+export interface AuthorizeExport {
+  /** Claims and request JSON text; returns to allow, throws `Forbidden` to refuse. */
+  authorize(claims: string, request: string): void;
+}
+
 /**
  * The plugin's exports, one per WIT interface, to export under these names:
- * `export const { route, delivery } = defineRoute({...})`.
+ * `export const { route, delivery, authorize } = defineRoute({...})`.
+ * (`ws-router-build` supplies `delivery` and `authorize` from `route` for
+ * a module that exports `route` alone, as routes written before 0.1.2 do.)
  */
 export interface RoutePlugin {
   route: RouteExport;
   delivery: DeliveryExport;
+  authorize: AuthorizeExport;
 }
+
+/**
+ * Where `ws-router-build` finds a route's other exports on its `route`: a
+ * global symbol, found even when the build and the route reach two copies
+ * of this package.
+ */
+const PLUGIN = Symbol.for("ws-router-sdk.plugin");
 
 /** The client's request cannot be subscribed to; the message reaches the client. */
 export class InvalidRequest extends Error {
@@ -107,7 +141,19 @@ export class InvalidRequest extends Error {
   }
 }
 
-/** Define a route; export its result as `export const { route, delivery } = ...`. */
+/** A subscription refused by `authorize`; the message reaches the client. */
+export class Forbidden extends Error {
+  /** ComponentizeJS lowers a thrown error's `payload` as the `err` value. */
+  readonly payload: string;
+
+  constructor(message: string) {
+    super(message);
+    this.name = "Forbidden";
+    this.payload = message;
+  }
+}
+
+/** Define a route; export its result as `export const { route, delivery, authorize } = ...`. */
 export function defineRoute<Request extends TSchema, Data extends TSchema>(
   definition: RouteDefinition<Request, Data>,
 ): RoutePlugin {
@@ -125,6 +171,7 @@ export function defineRoute<Request extends TSchema, Data extends TSchema>(
   const dataSchema = published(data);
   const topicOf = definition.topic ?? ((req: Static<Request>) => defaultTopic(name, req, requestSchema));
   const keysOf = definition.keys ?? ((_req: Static<Request>, topic: string) => [topic]);
+  const allow = definition.authorize;
   const requestText = JSON.stringify(requestSchema);
   const dataText = JSON.stringify(dataSchema);
 
@@ -146,7 +193,38 @@ export function defineRoute<Request extends TSchema, Data extends TSchema>(
       }
     },
   };
-  return { route, delivery: { deliveryPolicy: () => delivery } };
+  const authorize: AuthorizeExport = {
+    authorize(claimsText, text) {
+      // Anything unreadable refuses: a subscription is never allowed by
+      // accident, and a route's own bug refuses without its details.
+      let claims: unknown;
+      try {
+        claims = JSON.parse(claimsText);
+      } catch (e) {
+        throw new Forbidden(`route ${name} cannot read the token's claims: ${(e as Error).message}`);
+      }
+      if (claims !== null && (typeof claims !== "object" || Array.isArray(claims))) {
+        throw new Forbidden(`route ${name} cannot read the token's claims: not a JSON object`);
+      }
+      let req: Static<Request>;
+      try {
+        req = readRequest(request, JSON.parse(text));
+      } catch (e) {
+        throw new Forbidden(`invalid request: ${(e as Error).message}`);
+      }
+      if (!allow) return;
+      try {
+        allow(claims as Claims | null, req);
+      } catch (e) {
+        if (e instanceof Forbidden) throw e;
+        const kind = e instanceof Error ? e.name : "error";
+        throw new Forbidden(`route ${name} failed (${kind})`);
+      }
+    },
+  };
+  const plugin: RoutePlugin = { route, delivery: { deliveryPolicy: () => delivery }, authorize };
+  Object.defineProperty(route, PLUGIN, { value: plugin });
+  return plugin;
 }
 
 /**

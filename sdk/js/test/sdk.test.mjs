@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { canonicalJson, compareCodePoints, defaultTopic, defineRoute, InvalidRequest, Type } from "ws-router-sdk";
+import { canonicalJson, compareCodePoints, defaultTopic, defineRoute, Forbidden, InvalidRequest, Type } from "ws-router-sdk";
 
 const vectors = JSON.parse(
   readFileSync(new URL("../../../tests/topic-vectors.json", import.meta.url), "utf8"),
@@ -102,4 +102,67 @@ test("delivery policy: queue-all by default, latest-value on request, nothing el
     () => defineRoute({ name: "q", request: { type: "object" }, data: Type.Object({}) }),
     /request must be a TypeBox schema/,
   );
+});
+
+const accountRequest = Type.Object({ accountId: Type.String(), scope: Type.String({ default: "all" }) });
+const A1 = '{"accountId":"A1"}';
+const TOKEN = '{"sub":"u1","accounts":["A1","A3"],"exp":1700000000}';
+const refusedWith = (message) => (e) => e instanceof Forbidden && e.payload === message && e.message === message;
+
+test("authorize: the default allows everyone", () => {
+  const { authorize } = defineRoute({ name: "open", request: accountRequest, data: Type.Object({}) });
+  assert.equal(authorize.authorize("null", A1), undefined);
+  assert.equal(authorize.authorize('{"sub":"u1"}', A1), undefined);
+  assert.equal(authorize.authorize('{"sub":"u1","accounts":[]}', A1), undefined);
+});
+
+const perAccount = defineRoute({
+  name: "per-account",
+  request: accountRequest,
+  data: Type.Object({}),
+  authorize(claims, request) {
+    assert.equal(request.scope, "all", "defaults are applied before the route sees the request");
+    if (claims === null) return;
+    if (!Array.isArray(claims.accounts) || !claims.accounts.includes(request.accountId)) {
+      throw new Forbidden(`account ${JSON.stringify(request.accountId)} is not among this token's accounts`);
+    }
+  },
+});
+
+test("authorize: a route's own refuses with its message (the WIT err value)", () => {
+  const { authorize } = perAccount;
+  assert.equal(authorize.authorize(TOKEN, A1), undefined);
+  assert.throws(() => authorize.authorize(TOKEN, '{"accountId":"A2"}'), refusedWith('account "A2" is not among this token\'s accounts'));
+  assert.throws(() => authorize.authorize('{"accounts":"A1"}', A1), Forbidden);
+});
+
+test("authorize: null claims reach the route as null", () => {
+  assert.equal(perAccount.authorize.authorize("null", '{"accountId":"A2"}'), undefined);
+});
+
+test("authorize: unreadable input and the route's own bugs refuse, without details", () => {
+  for (const claims of ["", "[1]", '"u1"', "{not json"]) {
+    assert.throws(
+      () => perAccount.authorize.authorize(claims, A1),
+      (e) => e instanceof Forbidden && e.payload.startsWith("route per-account cannot read the token's claims"),
+      claims,
+    );
+  }
+  assert.throws(() => perAccount.authorize.authorize("null", "{not json"), (e) => e instanceof Forbidden && e.payload.startsWith("invalid request:"));
+  const buggy = defineRoute({
+    name: "buggy",
+    request: accountRequest,
+    data: Type.Object({}),
+    authorize() {
+      throw new TypeError("secret detail");
+    },
+  });
+  assert.throws(() => buggy.authorize.authorize("null", A1), refusedWith("route buggy failed (TypeError)"));
+});
+
+test("a route carries its other exports, for ws-router-build to fill in what a module leaves out", () => {
+  const plugin = perAccount.route[Symbol.for("ws-router-sdk.plugin")];
+  assert.equal(plugin.authorize, perAccount.authorize);
+  assert.equal(plugin.delivery, perAccount.delivery);
+  assert.deepEqual(Object.keys(perAccount.route), ["info", "requestSchema", "dataSchema", "topics"]);
 });

@@ -1,7 +1,7 @@
 // Compile-time checks of the SDK's types (`tsc -p test/tsconfig.json`,
 // part of `npm test`): what an editor shows a route author.
 
-import { defineRoute, Type, type Static } from "ws-router-sdk";
+import { defineRoute, Forbidden, Type, type Claims, type Static } from "ws-router-sdk";
 
 const Request = Type.Object({
   symbol: Type.String(),
@@ -12,10 +12,21 @@ const Request = Type.Object({
 type Expect<T extends true> = T;
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 
-export const { route } = defineRoute({
+export const { route, delivery, authorize } = defineRoute({
   name: "typed",
   request: Request,
   data: Type.Object({ time: Type.Integer() }),
+  authorize(claims, request) {
+    // Claims are null without authentication; the request is typed.
+    type _c = Expect<Equal<typeof claims, Claims | null>>;
+    type _r = Expect<Equal<typeof request, Static<typeof Request>>>;
+    // @ts-expect-error: claims may be null
+    claims.sub;
+    // @ts-expect-error: a claim's shape is not known: test it first
+    claims?.accounts?.includes(request.symbol);
+    const accounts = claims?.["accounts"];
+    if (Array.isArray(accounts) && !accounts.includes(request.symbol)) throw new Forbidden("not yours");
+  },
   keys(request, topic) {
     // The request is inferred from the schema.
     type _ = Expect<Equal<typeof request, Static<typeof Request>>>;
@@ -39,3 +50,11 @@ defineRoute({
 
 // @ts-expect-error: unknown delivery policy
 defineRoute({ name: "bad", request: Request, data: Type.Object({}), delivery: "latest" });
+
+defineRoute({
+  name: "bad",
+  request: Request,
+  data: Type.Object({}),
+  // @ts-expect-error: authorize takes the claims and the request
+  authorize: (claims: string) => claims,
+});
