@@ -6,12 +6,20 @@
 #   BENCH_HOT_CONNS=200 BENCH_TOPICS=50 BENCH_STORM_CONNS=500 \
 #   BENCH_IDLE_CONNS=1000 BENCH_DURATION=1 just bench
 # BENCH_SERVERS and BENCH_SCENARIOS (hot topics storm idle reload criterion)
-# pick a subset.
+# pick a subset. BENCH_HOSTS="before=/path/to/ws-router-host ..." adds other
+# builds of the host, run as servers `ws-router@before` ... in the same run
+# (to compare a change with its parent on a noisy machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
 servers=${BENCH_SERVERS:-"ws-router bare-rust node-ws fastapi-fastws"}
+declare -A host_bins=([ws-router]=target/release/ws-router-host)
+for entry in ${BENCH_HOSTS:-}; do
+    label=${entry%%=*}
+    host_bins[ws-router@$label]=${entry#*=}
+    servers="ws-router@$label $servers"
+done
 scenarios=${BENCH_SCENARIOS:-"hot topics storm idle reload criterion"}
 hot_conns=${BENCH_HOT_CONNS:-5000}
 topics=${BENCH_TOPICS:-1000}
@@ -76,11 +84,11 @@ start() {
     local server=$1
     shift
     case $server in
-    ws-router)
+    ws-router | ws-router@*)
         port=8100
         rm -rf "$work/plugins" && mkdir -p "$work/plugins"
         for p in "$@"; do cp "plugins/$p.wasm" "$work/plugins/"; done
-        RUST_LOG=warn target/release/ws-router-host --listen 127.0.0.1:$port \
+        RUST_LOG=warn "${host_bins[$server]}" --listen 127.0.0.1:$port \
             --plugins "$work/plugins" --no-demo-feed \
             --max-connections 100000 --commands-per-sec 100000 >"$work/host.log" 2>&1 &
         ;;

@@ -5,8 +5,38 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::Value;
 
-/// Column order: the host, the ceiling, then the alternatives.
+/// Column order: the host, the ceiling, then the alternatives. Other
+/// builds of the host (`ws-router@<label>`, see `BENCH_HOSTS` in
+/// bench/run.sh) come right after `ws-router`.
 const SERVERS: [&str; 4] = ["ws-router", "bare-rust", "node-ws", "fastapi-fastws"];
+
+/// The servers of `rows`, in column order.
+fn columns(rows: &[&Value]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for r in rows {
+        if let Some(s) = r["server"].as_str()
+            && !names.iter().any(|n| n == s)
+        {
+            names.push(s.to_owned());
+        }
+    }
+    let rank = |name: &str| {
+        let base = name.split('@').next().unwrap_or(name);
+        let at = SERVERS.iter().position(|s| *s == base).unwrap_or(SERVERS.len());
+        (at, name.contains('@'), name.to_owned())
+    };
+    names.sort_by_key(|n| rank(n));
+    names
+}
+
+/// The builds of the host in `servers`: `ws-router` and `ws-router@<label>`.
+fn hosts(servers: &[String]) -> Vec<&str> {
+    servers
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s == "ws-router" || s.starts_with("ws-router@"))
+        .collect()
+}
 
 pub fn print(results: &Path, criterion: Option<&Path>) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(results)
@@ -30,11 +60,8 @@ pub fn print(results: &Path, criterion: Option<&Path>) -> anyhow::Result<()> {
             .filter(|r| r["scenario"] == scenario.as_str())
             .collect();
         let by = |server: &str| rows.iter().rev().find(|r| r["server"] == server).copied();
-        let servers: Vec<&str> = SERVERS
-            .iter()
-            .copied()
-            .filter(|s| by(s).is_some())
-            .collect();
+        let names = columns(&rows);
+        let servers: Vec<&str> = names.iter().map(String::as_str).collect();
         let first = rows[0];
         println!("\n### {scenario}\n");
         if let Some(conns) = first["conns"].as_u64() {
@@ -58,15 +85,18 @@ pub fn print(results: &Path, criterion: Option<&Path>) -> anyhow::Result<()> {
             println!("| {label} | {} |", cells.join(" | "));
         }
         if first.get("max_delivered_per_s").is_some() {
-            verdicts(&by);
+            verdicts(&by, &names);
         }
-        if let Some(host) = by("ws-router")
-            && let Some(kib) = host["rss_per_conn_kib"].as_f64()
-        {
-            println!(
-                "\nTarget < 8 KiB host RSS per idle connection: {kib} KiB, {}",
-                if kib < 8.0 { "met" } else { "MISSED" }
-            );
+        if first.get("subscribe_per_s").is_some() {
+            subscribe_ratios(&by, &names);
+        }
+        for host_name in hosts(&names) {
+            if let Some(kib) = by(host_name).and_then(|h| h["rss_per_conn_kib"].as_f64()) {
+                println!(
+                    "\nTarget < 8 KiB host RSS per idle connection ({host_name}): {kib} KiB, {}",
+                    if kib < 8.0 { "met" } else { "MISSED" }
+                );
+            }
         }
     }
     if let Some(dir) = criterion {
@@ -139,14 +169,31 @@ fn group(n: i64) -> String {
     if n < 0 { format!("-{out}") } else { out }
 }
 
-fn verdicts<'a>(by: &dyn Fn(&str) -> Option<&'a Value>) {
-    let rate = |s: &str| by(s).and_then(|r| r["max_delivered_per_s"].as_f64());
-    let Some(host) = rate("ws-router") else {
+/// Subscribes per second of each host build against bare Rust's.
+fn subscribe_ratios<'a>(by: &dyn Fn(&str) -> Option<&'a Value>, servers: &[String]) {
+    let rate = |s: &str| by(s).and_then(|r| r["subscribe_per_s"].as_f64());
+    let Some(ceiling) = rate("bare-rust") else {
         return;
     };
     println!();
+    for host_name in hosts(servers) {
+        if let Some(host) = rate(host_name) {
+            println!(
+                "- {host_name} subscribes/s / bare-rust = {:.0}%",
+                host / ceiling * 100.0
+            );
+        }
+    }
+}
+
+fn verdicts<'a>(by: &dyn Fn(&str) -> Option<&'a Value>, servers: &[String]) {
+    let rate = |s: &str| by(s).and_then(|r| r["max_delivered_per_s"].as_f64());
+    if rate("ws-router").is_none() {
+        return;
+    }
+    println!();
     // Which side ran out of CPU: on a shared 2-core machine, the busier one.
-    for s in SERVERS {
+    for s in servers.iter().map(String::as_str) {
         if let Some(r) = by(s) {
             let server = r["max_server_cores"].as_f64().unwrap_or(0.0);
             let gen_ = r["max_loadgen_cores"].as_f64().unwrap_or(0.0);
@@ -160,6 +207,17 @@ fn verdicts<'a>(by: &dyn Fn(&str) -> Option<&'a Value>) {
             );
         }
     }
+    for host_name in hosts(servers).into_iter().filter(|h| *h != "ws-router") {
+        if let (Some(build), Some(ceiling)) = (rate(host_name), rate("bare-rust")) {
+            println!(
+                "- {host_name} / bare-rust = {:.0}%",
+                build / ceiling * 100.0
+            );
+        }
+    }
+    let Some(host) = rate("ws-router") else {
+        return;
+    };
     if let Some(ceiling) = rate("bare-rust") {
         let ratio = host / ceiling;
         println!(
