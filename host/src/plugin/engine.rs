@@ -78,6 +78,8 @@ impl wasmtime_wasi::WasiView for PluginState {
 pub(crate) struct Instance {
     pub store: Store<PluginState>,
     pub bindings: RoutePlugin,
+    /// The raw instance, for the optional interfaces the bindings leave out.
+    pub instance: wasmtime::component::Instance,
 }
 
 /// How often the engine's epoch advances; the granularity of deadlines.
@@ -213,12 +215,18 @@ impl PluginEngine {
     ) -> wasmtime::Result<Instance> {
         let mut store = self.store(output);
         self.arm(&mut store, deadline);
-        let bindings = tokio::time::timeout_at(deadline.into(), pre.instantiate_async(&mut store))
+        let instantiate = pre.instance_pre().instantiate_async(&mut store);
+        let instance = tokio::time::timeout_at(deadline.into(), instantiate)
             .await
             .map_err(|_| {
                 wasmtime::Error::msg("instantiating did not finish within its deadline")
             })??;
-        Ok(Instance { store, bindings })
+        let bindings = RoutePlugin::new(&mut store, &instance)?;
+        Ok(Instance {
+            store,
+            bindings,
+            instance,
+        })
     }
 
     /// Turn a failed call into what the caller reports.

@@ -9,7 +9,7 @@ use std::{
 };
 
 use tokio_util::task::TaskTracker;
-use wasmtime::component::Component;
+use wasmtime::component::{Component, ComponentExportIndex};
 
 use super::{
     bindings::RoutePluginPre,
@@ -22,7 +22,7 @@ use super::{
 };
 
 /// The version of the `ws-router:plugin` package this host implements.
-pub const CONTRACT_VERSION: &str = "0.1.1";
+pub const CONTRACT_VERSION: &str = "0.1.2";
 
 /// A plugin file's content, read once and hashed once.
 pub struct PluginFile {
@@ -116,6 +116,8 @@ const ROUTE_INTERFACE: &str = "ws-router:plugin/route";
 /// The optional interface declaring the delivery policy (since 0.1.1). The
 /// lookup matches any semver-compatible version the plugin exports.
 const DELIVERY_INTERFACE: &str = "ws-router:plugin/delivery@0.1.1";
+/// The optional interface deciding who may subscribe (since 0.1.2).
+const AUTHORIZE_INTERFACE: &str = "ws-router:plugin/authorize@0.1.2";
 
 /// Why a file was not loaded. Each names the reason in one line.
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +187,7 @@ impl PluginEngine {
         );
         let output = PluginOutput::new(&name);
         let delivery = self.ask_delivery(&instance_pre, &output).await?;
+        let authorize = find_authorize(&component);
         let pre =
             RoutePluginPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let deadline = self.load_deadline();
@@ -200,6 +203,7 @@ impl PluginEngine {
         Ok(Plugin {
             route: Arc::from(info.name.as_str()),
             delivery,
+            authorize,
             info,
             request_schema,
             data_schema,
@@ -414,6 +418,13 @@ impl PluginEngine {
             message: truncate(&message, MAX_REASON),
         })
     }
+}
+
+/// The plugin's `authorize` function, when it exports the interface (in any
+/// semver-compatible version: wasmtime's lookup matches those).
+fn find_authorize(component: &Component) -> Option<ComponentExportIndex> {
+    let iface = component.get_export_index(None, AUTHORIZE_INTERFACE)?;
+    component.get_export_index(Some(&iface), "authorize")
 }
 
 /// Longest reason kept from a plugin's answer or a trap: a reason is shown

@@ -14,10 +14,11 @@ use std::{
 
 use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 use tracing::Instrument;
+use wasmtime::component::ComponentExportIndex;
 
 use super::{
     bindings::{RoutePluginPre, exports::ws_router::plugin::route as wit},
-    engine::{CallError, PluginEngine, PluginState},
+    engine::{CallError, Instance, PluginEngine, PluginState},
     output::PluginOutput,
     pool::{Pool, Pooled},
     schema::Schema,
@@ -73,6 +74,8 @@ pub struct Plugin {
     pub loaded_at: SystemTime,
     /// What happens to slow clients of this route.
     pub delivery: DeliveryPolicy,
+    /// The optional `authorize` function, if the plugin exports it.
+    pub(super) authorize: Option<ComponentExportIndex>,
     /// How its machine code was obtained.
     pub compile: CompileInfo,
     pub(super) pre: RoutePluginPre<PluginState>,
@@ -202,32 +205,64 @@ impl Plugin {
         })
     }
 
-    /// One `topics` call: wait (until the deadline) for a free slot, then
-    /// run the call on an idle or new instance, bounded in wall-clock time
-    /// as well as by the epoch check, since a plugin waiting in WASI (a
-    /// sleep) runs no wasm code that the epoch check could stop.
+    /// Whether the subject of `claims` (the verified token's claims as JSON
+    /// text, `null` without authentication) may subscribe with `request`
+    /// (canonical JSON): the optional WIT `authorize`. A plugin without it
+    /// allows everything the host's own checks allow. A refusal is
+    /// [`CallError::Rejected`] with the plugin's message; a plugin that
+    /// fails or does not answer refuses too.
+    pub async fn authorize(&self, claims: &str, request: &str) -> Result<(), CallError> {
+        let Some(export) = &self.authorize else {
+            return Ok(());
+        };
+        match self.call(Call::Authorize(export, claims, request)).await? {
+            Answer::Authorize(Ok(())) => Ok(()),
+            Answer::Authorize(Err(message)) => Err(CallError::Rejected(message)),
+            Answer::Topics(_) => Err(CallError::BadOutput("a topics answer".to_owned())),
+        }
+    }
+
     async fn call_topics(
         &self,
         request: &str,
     ) -> Result<Result<wit::Subscription, wit::TopicError>, CallError> {
+        match self.call(Call::Topics(request)).await? {
+            Answer::Topics(answer) => Ok(answer),
+            Answer::Authorize(_) => Err(CallError::BadOutput("an authorize answer".to_owned())),
+        }
+    }
+
+    /// One call: wait (until the deadline) for a free slot, then run the
+    /// call on an idle or new instance, bounded in wall-clock time as well
+    /// as by the epoch check, since a plugin waiting in WASI (a sleep) runs
+    /// no wasm code that the epoch check could stop.
+    async fn call(&self, call: Call<'_>) -> Result<Answer, CallError> {
         let limits = self.engine.limits();
         let waited_until = Instant::now() + limits.deadline;
         let Some(_slot) = self.pool.slot(waited_until).await else {
             return Err(CallError::Busy(self.pool.max()));
         };
         let deadline = Instant::now() + limits.deadline;
-        let span = tracing::trace_span!("plugin_call", route = %self.info.name, call = "topics");
+        let span = tracing::trace_span!("plugin_call", route = %self.info.name, call = call.name());
         let call = async {
             let mut pooled = self.checkout(deadline).await?;
             let instance = &mut pooled.instance;
             self.engine.arm(&mut instance.store, deadline);
-            let answer = instance
-                .bindings
-                .ws_router_plugin_route()
-                .call_topics(&mut instance.store, request)
-                .await
-                // The instance may be mid-way through anything: dropped.
-                .map_err(|trap| self.engine.classify(trap, deadline))?;
+            let answer = match call {
+                Call::Topics(request) => instance
+                    .bindings
+                    .ws_router_plugin_route()
+                    .call_topics(&mut instance.store, request)
+                    .await
+                    .map(Answer::Topics),
+                Call::Authorize(export, claims, request) => {
+                    call_authorize(instance, export, claims, request)
+                        .await
+                        .map(Answer::Authorize)
+                }
+            }
+            // The instance may be mid-way through anything: dropped.
+            .map_err(|trap| self.engine.classify(trap, deadline))?;
             self.pool.give_back(pooled);
             Ok(answer)
         };
@@ -266,4 +301,41 @@ impl Plugin {
     pub fn instances(&self) -> (usize, usize) {
         (self.pool.live(), self.pool.max())
     }
+}
+
+/// A call into a plugin.
+enum Call<'a> {
+    Topics(&'a str),
+    Authorize(&'a ComponentExportIndex, &'a str, &'a str),
+}
+
+impl Call<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Call::Topics(_) => "topics",
+            Call::Authorize(..) => "authorize",
+        }
+    }
+}
+
+enum Answer {
+    Topics(Result<wit::Subscription, wit::TopicError>),
+    Authorize(Result<(), String>),
+}
+
+/// `authorize(claims, request)` through the raw instance: the optional
+/// interface is not in the host's generated bindings.
+async fn call_authorize(
+    instance: &mut Instance,
+    export: &ComponentExportIndex,
+    claims: &str,
+    request: &str,
+) -> wasmtime::Result<Result<(), String>> {
+    let func = instance
+        .instance
+        .get_typed_func::<(&str, &str), (Result<(), String>,)>(&mut instance.store, export)?;
+    let (answer,) = func
+        .call_async(&mut instance.store, (claims, request))
+        .await?;
+    Ok(answer)
 }
