@@ -92,6 +92,17 @@ impl Connections {
         }
     }
 
+    /// Bytes queued to each listed client now.
+    pub fn queued_bytes(&self) -> Vec<usize> {
+        let outboxes: Vec<Arc<Outbox>> = self
+            .listing
+            .lock()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        outboxes.iter().map(|o| o.queued_bytes()).collect()
+    }
+
     /// Queue `frame` to every listed client; returns how many.
     pub fn broadcast(&self, frame: &Frame) -> usize {
         // Upgrade under the lock, push outside it: a push may close a

@@ -108,6 +108,11 @@ impl CloseReason {
         code: 1013,
         reason: "too many connections: try again later",
     };
+    /// The client's token expired and no fresh one came (`auth.refresh`).
+    pub const TOKEN_EXPIRED: CloseReason = CloseReason {
+        code: 4001,
+        reason: "token expired",
+    };
     /// The client stopped answering pings.
     pub const HEARTBEAT_TIMEOUT: CloseReason = CloseReason {
         code: 4000,
@@ -157,6 +162,8 @@ pub struct Outbox {
     state: Mutex<State>,
     ready: Notify,
     limit_bytes: usize,
+    /// Updates conflated by every outbox sharing it (the host's metric).
+    conflated_total: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 impl Outbox {
@@ -165,7 +172,21 @@ impl Outbox {
             state: Mutex::new(State::default()),
             ready: Notify::new(),
             limit_bytes,
+            conflated_total: None,
         }
+    }
+
+    /// An outbox that also counts its conflated updates in `counter`.
+    pub fn counting(limit_bytes: usize, counter: prometheus_client::metrics::counter::Counter) -> Self {
+        Outbox {
+            conflated_total: Some(counter),
+            ..Outbox::new(limit_bytes)
+        }
+    }
+
+    /// Bytes queued now.
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().bytes
     }
 
     /// Queue a control frame (a reply, `routes.changed`, `route.removed`).
@@ -200,6 +221,9 @@ impl Outbox {
                             let old = std::mem::replace(&mut state.frames[i], frame);
                             state.bytes = state.bytes - old.len() + len;
                             state.conflated += 1;
+                            if let Some(total) = &self.conflated_total {
+                                total.inc();
+                            }
                             return Ok(());
                         }
                         // A slot not queued yet: allowed up to a hard cap,

@@ -31,6 +31,7 @@ use parking_lot::{Mutex, MutexGuard};
 use serde::Serialize;
 
 use super::{
+    metrics::{Metrics, PluginEvent},
     outbox::Frame,
     registry::{HeldSubscription, Registry, Rekey},
     routes::RouteTable,
@@ -49,6 +50,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// the registry, and the engine (with the compile cache) that loads plugins.
 pub struct Reloader {
     engine: PluginEngine,
+    metrics: Arc<Metrics>,
     cache: Option<ArtifactCache>,
     routes: Arc<RouteTable>,
     registry: Arc<Registry>,
@@ -124,9 +126,11 @@ impl Reloader {
         cache: Option<ArtifactCache>,
         routes: Arc<RouteTable>,
         registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Reloader {
             engine,
+            metrics,
             cache,
             routes,
             registry,
@@ -261,28 +265,39 @@ impl Reloader {
     async fn apply(&self, path: &Path, change: Change, changed_at: Option<Instant>) -> bool {
         match change {
             Change::Unchanged => false,
-            Change::Forget => self.forget(path).await,
+            Change::Forget => {
+                let freed = self.forget(path).await;
+                if freed {
+                    self.metrics.plugin_event(PluginEvent::removed);
+                }
+                freed
+            }
             Change::Reject {
                 sha256,
                 reason,
                 conflict,
             } => {
                 self.reject(path, sha256, reason, conflict);
+                self.metrics.plugin_event(PluginEvent::rejected);
                 false
             }
             Change::Add(new) => {
+                self.metrics.plugin_event(PluginEvent::loaded);
                 self.set_serving(path, &new);
                 self.routes.insert(Arc::clone(&new));
                 log_live(&new, changed_at);
                 false
             }
             Change::Upgrade { old, new } => {
+                self.metrics.plugin_event(PluginEvent::upgraded);
                 self.set_serving(path, &new);
                 self.upgrade(old, Arc::clone(&new)).await;
                 log_live(&new, changed_at);
                 false
             }
             Change::Move { old, new } => {
+                self.metrics.plugin_event(PluginEvent::removed);
+                self.metrics.plugin_event(PluginEvent::loaded);
                 self.set_serving(path, &new);
                 self.remove_route(old).await;
                 self.routes.insert(Arc::clone(&new));

@@ -96,6 +96,14 @@ const MAX_CORE_INSTANCES: usize = 128;
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 const MAX_RESOURCES: usize = 1_000;
 
+/// Told about every call into a plugin once it has finished, for whoever
+/// counts them (the host's metrics); the plugin layer itself keeps only
+/// its failure count.
+pub trait CallObserver: Send + Sync {
+    /// `route`'s plugin answered `call` (or failed to, `ok == false`) after `took`.
+    fn call(&self, route: &Arc<str>, call: &'static str, ok: bool, took: Duration);
+}
+
 /// Shared by every plugin; cheap to clone.
 #[derive(Clone)]
 pub struct PluginEngine {
@@ -106,10 +114,19 @@ struct Inner {
     engine: Engine,
     linker: Linker<PluginState>,
     limits: Limits,
+    observer: Option<Arc<dyn CallObserver>>,
 }
 
 impl PluginEngine {
     pub fn new(limits: Limits) -> anyhow::Result<Self> {
+        Self::observed(limits, None)
+    }
+
+    /// An engine whose plugin calls are reported to `observer`.
+    pub fn observed(
+        limits: Limits,
+        observer: Option<Arc<dyn CallObserver>>,
+    ) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         // Deadlines: the ticker thread below advances the epoch; a call past
@@ -141,6 +158,7 @@ impl PluginEngine {
                 engine,
                 linker,
                 limits,
+                observer,
             }),
         })
     }
@@ -155,6 +173,12 @@ impl PluginEngine {
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    pub(crate) fn observe(&self, route: &Arc<str>, call: &'static str, ok: bool, took: Duration) {
+        if let Some(observer) = &self.inner.observer {
+            observer.call(route, call, ok, took);
+        }
     }
 
     /// A fresh store with the plugin sandbox and memory cap.

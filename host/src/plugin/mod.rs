@@ -22,7 +22,7 @@ mod pool;
 pub mod route;
 pub mod schema;
 
-pub use engine::{CallError, Limits, PluginEngine};
+pub use engine::{CallError, CallObserver, Limits, PluginEngine};
 pub use loader::{CONTRACT_VERSION, LoadError, PluginFile};
 pub use route::{CompileInfo, DeliveryPolicy, Lease, Plugin, RouteInfo, Subscription};
 pub use schema::{Problem, Schema};

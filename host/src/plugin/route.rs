@@ -244,6 +244,7 @@ impl Plugin {
         };
         let deadline = Instant::now() + limits.deadline;
         let span = tracing::trace_span!("plugin_call", route = %self.info.name, call = call.name());
+        let name = call.name();
         let call = async {
             let mut pooled = self.checkout(deadline).await?;
             let instance = &mut pooled.instance;
@@ -270,9 +271,12 @@ impl Plugin {
         // entered across an await would tag whatever runs while it waits.
         // Past the deadline the call's future is dropped, and with it the
         // instance.
+        let started = Instant::now();
         let result = tokio::time::timeout_at(deadline.into(), call.instrument(span))
             .await
             .unwrap_or_else(|_| Err(self.engine.deadline_error()));
+        self.engine
+            .observe(&self.route, name, result.is_ok(), started.elapsed());
         result.inspect_err(|e| self.record_failure(e))
     }
 

@@ -1,0 +1,283 @@
+//! What the host counts, for `GET /metrics` (Prometheus text format).
+//!
+//! Counting stays off the fan-out's locks: a publication adds its
+//! deliveries and drops once (not once per subscriber), counters are
+//! atomics, and whatever is a state rather than an event (open connections,
+//! subscriptions, keys, queued bytes, live plugin instances) is read when
+//! the host is scraped, not maintained on every change.
+
+use std::{sync::Arc, time::Duration};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+/// A route name as a label value, shared with the route table.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+pub struct Route(pub Arc<str>);
+
+impl EncodeLabelValue for Route {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, &self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Outcome {
+    ok,
+    error,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteOutcome {
+    pub route: Route,
+    pub result: Outcome,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: Route,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Command {
+    subscribe,
+    unsubscribe,
+    invalid,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandOutcome {
+    pub r#type: Command,
+    pub result: Outcome,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloseCode {
+    pub code: u16,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum DropReason {
+    /// Replaced by a newer update of the same subscription and key.
+    conflated,
+    /// Its subscriber was disconnected: the queue was full.
+    slow_consumer,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Dropped {
+    pub reason: DropReason,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum PluginEvent {
+    loaded,
+    upgraded,
+    removed,
+    rejected,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginEventLabel {
+    pub event: PluginEvent,
+}
+
+/// Every metric of the host. Cheap to share; each field is an atomic (or a
+/// family of them).
+pub struct Metrics {
+    registry: Registry,
+    pub connections_accepted: Counter,
+    pub connections_closed: Family<CloseCode, Counter>,
+    pub updates_published: Family<RouteOutcome, Counter>,
+    pub updates_delivered: Counter,
+    pub updates_dropped: Family<Dropped, Counter>,
+    pub commands: Family<CommandOutcome, Counter>,
+    pub plugin_calls: Family<RouteOutcome, Counter>,
+    pub plugin_call_seconds: Family<RouteLabel, Histogram>,
+    pub plugin_events: Family<PluginEventLabel, Counter>,
+    // States, set when scraped.
+    connections_open: Gauge,
+    subscriptions: Gauge,
+    keys: Gauge,
+    queue_bytes: Gauge,
+    plugin_instances: Family<RouteLabel, Gauge>,
+}
+
+/// A snapshot of the states the metrics report, taken at scrape time.
+pub struct State {
+    pub connections_open: usize,
+    pub subscriptions: usize,
+    pub keys: usize,
+    /// Bytes queued to each connection.
+    pub queue_bytes: Vec<usize>,
+    /// Live plugin instances per route.
+    pub plugin_instances: Vec<(Arc<str>, usize)>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ws_router");
+        let m = Metrics {
+            connections_accepted: Counter::default(),
+            connections_closed: Family::default(),
+            updates_published: Family::default(),
+            updates_delivered: Counter::default(),
+            updates_dropped: Family::default(),
+            commands: Family::default(),
+            plugin_calls: Family::default(),
+            plugin_call_seconds: Family::new_with_constructor(|| {
+                // 50 µs .. ~0.4 s: a topics call takes microseconds, its
+                // deadline is tens of milliseconds.
+                Histogram::new(exponential_buckets(0.000_05, 2.0, 14))
+            }),
+            plugin_events: Family::default(),
+            connections_open: Gauge::default(),
+            subscriptions: Gauge::default(),
+            keys: Gauge::default(),
+            queue_bytes: Gauge::default(),
+            plugin_instances: Family::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register("connections_open", "WebSocket connections open now", m.connections_open.clone());
+        r.register("connections_accepted", "WebSocket connections accepted", m.connections_accepted.clone());
+        r.register("connections_closed", "WebSocket connections closed, by close code", m.connections_closed.clone());
+        r.register("subscriptions", "Subscriptions held now, host-wide", m.subscriptions.clone());
+        r.register("keys", "Routing keys with at least one subscriber now", m.keys.clone());
+        r.register("updates_published", "Updates published, by route and result", m.updates_published.clone());
+        r.register("updates_delivered", "Update frames queued to subscribers", m.updates_delivered.clone());
+        r.register("updates_dropped", "Update frames not delivered, by reason", m.updates_dropped.clone());
+        r.register("outbound_queue_bytes", "Bytes queued to all connections now", m.queue_bytes.clone());
+        r.register("commands", "Client commands, by type and result", m.commands.clone());
+        r.register("plugin_calls", "Plugin topics calls, by route and result", m.plugin_calls.clone());
+        r.register("plugin_call_duration_seconds", "Plugin topics call duration, by route", m.plugin_call_seconds.clone());
+        r.register("plugin_events", "Plugin loads, upgrades, removals and rejections", m.plugin_events.clone());
+        r.register("plugin_instances", "Live plugin instances, by route", m.plugin_instances.clone());
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// Count one plugin `topics` call.
+    pub fn plugin_call(&self, route: &Arc<str>, ok: bool, took: Duration) {
+        let route = Route(Arc::clone(route));
+        self.plugin_calls
+            .get_or_create(&RouteOutcome {
+                route: route.clone(),
+                result: outcome(ok),
+            })
+            .inc();
+        self.plugin_call_seconds
+            .get_or_create(&RouteLabel { route })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Count one command.
+    pub fn command(&self, command: Command, ok: bool) {
+        self.commands
+            .get_or_create(&CommandOutcome {
+                r#type: command,
+                result: outcome(ok),
+            })
+            .inc();
+    }
+
+    /// Count one publication and what it reached.
+    pub fn published(&self, route: &Arc<str>, ok: bool, delivered: usize, dropped: usize) {
+        self.updates_published
+            .get_or_create(&RouteOutcome {
+                route: Route(Arc::clone(route)),
+                result: outcome(ok),
+            })
+            .inc();
+        if delivered > 0 {
+            self.updates_delivered.inc_by(delivered as u64);
+        }
+        if dropped > 0 {
+            self.dropped(DropReason::slow_consumer, dropped as u64);
+        }
+    }
+
+    pub fn dropped(&self, reason: DropReason, n: u64) {
+        self.updates_dropped
+            .get_or_create(&Dropped { reason })
+            .inc_by(n);
+    }
+
+    pub fn plugin_event(&self, event: PluginEvent) {
+        self.plugin_events
+            .get_or_create(&PluginEventLabel { event })
+            .inc();
+    }
+
+    pub fn closed(&self, code: u16) {
+        self.connections_closed
+            .get_or_create(&CloseCode { code })
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric, with the states of
+    /// `state`.
+    pub fn encode(&self, state: &State) -> String {
+        self.connections_open.set(to_i64(state.connections_open));
+        self.subscriptions.set(to_i64(state.subscriptions));
+        self.keys.set(to_i64(state.keys));
+        self.queue_bytes
+            .set(to_i64(state.queue_bytes.iter().sum::<usize>()));
+        self.plugin_instances.clear();
+        for (route, live) in &state.plugin_instances {
+            self.plugin_instances
+                .get_or_create(&RouteLabel {
+                    route: Route(Arc::clone(route)),
+                })
+                .set(to_i64(*live));
+        }
+        // The distribution of queue depth over connections now: a histogram
+        // made for this scrape (one kept across scrapes would count each
+        // connection again every time).
+        let depth = Histogram::new(exponential_buckets(64.0, 4.0, 10));
+        for bytes in &state.queue_bytes {
+            depth.observe(*bytes as f64);
+        }
+        let mut scrape = Registry::with_prefix("ws_router");
+        scrape.register(
+            "outbound_queue_depth_bytes",
+            "Bytes queued per connection, over the connections open now",
+            depth,
+        );
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode_registry(&mut text, &self.registry);
+        let _ = prometheus_client::encoding::text::encode_registry(&mut text, &scrape);
+        let _ = prometheus_client::encoding::text::encode_eof(&mut text);
+        text
+    }
+}
+
+fn outcome(ok: bool) -> Outcome {
+    if ok { Outcome::ok } else { Outcome::error }
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl crate::plugin::CallObserver for Metrics {
+    fn call(&self, route: &Arc<str>, call: &'static str, ok: bool, took: Duration) {
+        if call == "topics" {
+            self.plugin_call(route, ok, took);
+        }
+    }
+}
