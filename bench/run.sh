@@ -151,6 +151,11 @@ for server in $servers; do
         start "$server" bars quotes trades
         run "$server" "subscribe storm" storm --conns "$storm_conns"
         stop
+        # The same storm where 100 requests are shared by every client (a
+        # watch list): what remembering answers per plugin version buys.
+        start "$server" bars quotes trades
+        run "$server" "subscribe storm, 100 distinct requests" storm --conns "$storm_conns" --distinct 100
+        stop
     fi
     if want idle; then
         start "$server" bars quotes trades

@@ -128,6 +128,11 @@ struct StormArgs {
     common: Common,
     #[arg(long, default_value_t = 10_000)]
     conns: usize,
+    /// Distinct requests, cycled over the connections (default: one per
+    /// connection). Fewer than `conns` measures subscribes to requests the
+    /// host has seen before (a watch list many clients share).
+    #[arg(long)]
+    distinct: Option<usize>,
 }
 
 #[derive(Args)]
@@ -552,6 +557,7 @@ fn chunks(total: usize, max: usize) -> impl Iterator<Item = usize> {
 
 async fn storm(a: &StormArgs) -> anyhow::Result<Map<String, Value>> {
     let n = a.conns;
+    let distinct = a.distinct.unwrap_or(n).max(1);
     let started = Instant::now();
     let conns = open(&a.common, n, |_| Vec::new()).await?;
     let connect_secs = started.elapsed().as_secs_f64();
@@ -560,7 +566,7 @@ async fn storm(a: &StormArgs) -> anyhow::Result<Map<String, Value>> {
     for (i, (mut ws, _)) in conns.into_iter().enumerate() {
         let gate = Arc::clone(&gate);
         tasks.push(tokio::spawn(async move {
-            let frame = subscribe_frame("bars", &bars_request(&format!("STORM{i:05}")));
+            let frame = subscribe_frame("bars", &bars_request(&format!("STORM{:05}", i % distinct)));
             gate.wait().await;
             let t0 = Instant::now();
             conn::subscribe_all(&mut ws, &[frame]).await?;
@@ -588,6 +594,7 @@ async fn storm(a: &StormArgs) -> anyhow::Result<Map<String, Value>> {
     };
     let mut record = Map::new();
     record.insert("conns".into(), json!(n));
+    record.insert("distinct".into(), json!(distinct));
     record.insert(
         "connect_per_s".into(),
         json!((n as f64 / connect_secs).round()),
