@@ -228,3 +228,108 @@ async fn slow_quotes_client_is_conflated_to_the_latest_value_and_stays() {
         "quotes: {last} published, slow client got {received}, RSS {rss_before} -> {peak_rss} KiB"
     );
 }
+
+/// A quote of `symbol` numbered `seq` (in `volume`), padded to about 30 KB
+/// so that two or three fill a 64 KiB queue.
+fn padded_quote(symbol: &str, seq: u64) -> Value {
+    json!({"route": "quotes", "request": {"symbols": [symbol]},
+           "data": {"s": "ok", "n": symbol, "v": {"lp": 1.0, "ask": 1.1, "bid": 0.9,
+           "spread": 0.2, "open_price": 1.0, "high_price": 1.2, "low_price": 0.8,
+           "prev_close_price": 1.0, "ch": 0.0, "chp": 0.0, "volume": seq,
+           "short_name": symbol, "exchange": "X", "description": "d".repeat(30_000),
+           "original_name": symbol}}})
+}
+
+/// Connect with a small receive buffer, so that the host's writer blocks
+/// at once and what follows stays queued in the host.
+async fn slow_client(host: &Host) -> Client {
+    Client::connect_with_recv_buffer(&host.ws_url(), 4096).await
+}
+
+/// Read quote updates until the newest of each of `symbols` is `last`;
+/// panics if the client is closed or starved first.
+async fn expect_newest(c: &mut Client, symbols: &[&str], last: u64) {
+    let mut newest = std::collections::HashMap::new();
+    while symbols.iter().any(|s| newest.get(*s) != Some(&last)) {
+        match c.next_event(Duration::from_secs(10)).await {
+            Some(Event::Text(t)) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "quotes.update" {
+                    let data = &v["payload"]["payload"];
+                    newest.insert(
+                        data["n"].as_str().unwrap().to_owned(),
+                        data["v"]["volume"].as_u64().unwrap(),
+                    );
+                }
+            }
+            other => panic!("closed or starved with newest {newest:?}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn conflation_keeps_the_newest_quote_of_each_symbol_of_one_subscription() {
+    let host = Host::builder()
+        .plugins(&["quotes"])
+        .arg("--outbox-bytes")
+        .arg("65536")
+        .start();
+    let mut slow = slow_client(&host).await;
+    slow.subscribe("quotes", json!({"symbols": ["AAPL", "MSFT"]}))
+        .await;
+    // Interleaved: with conflation by topic, each MSFT quote would replace
+    // the AAPL one queued just before it, and the last AAPL would be lost.
+    for seq in 1..=60 {
+        let batch = json!([padded_quote("AAPL", seq), padded_quote("MSFT", seq)]);
+        assert_eq!(host.publish(&batch).await["failed"], 0);
+    }
+    expect_newest(&mut slow, &["AAPL", "MSFT"], 60).await;
+}
+
+#[tokio::test]
+async fn a_reply_to_a_latest_value_client_over_its_queue_limit_does_not_close_it() {
+    let host = Host::builder()
+        .plugins(&["quotes"])
+        .arg("--outbox-bytes")
+        .arg("65536")
+        .start();
+    let mut slow = slow_client(&host).await;
+    for symbol in ["AAPL", "MSFT", "GOOG"] {
+        slow.subscribe("quotes", json!({"symbols": [symbol]})).await;
+    }
+    // Three subscriptions of 30 KB quotes: the queue is over its 64 KiB
+    // limit (conflated, within twice it) when the reply is queued.
+    for seq in 1..=20 {
+        let batch: Vec<Value> = ["AAPL", "MSFT", "GOOG"]
+            .iter()
+            .map(|s| padded_quote(s, seq))
+            .collect();
+        assert_eq!(host.publish(&Value::Array(batch)).await["failed"], 0);
+    }
+    slow.send(&json!({"type": "quotes.subscribe", "id": "late", "payload": {"symbols": ["TSLA"]}}))
+        .await;
+    // The reply, then (or before it) the newest quote of each symbol.
+    let mut replied = false;
+    let mut newest = std::collections::HashMap::new();
+    while !replied || newest.values().filter(|n| **n == 20).count() < 3 {
+        match slow.next_event(Duration::from_secs(10)).await {
+            Some(Event::Text(t)) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["id"] == "late" {
+                    assert_eq!(v["payload"]["status"], "ok", "{v}");
+                    replied = true;
+                } else if v["type"] == "quotes.update" {
+                    let data = &v["payload"]["payload"];
+                    newest.insert(
+                        data["n"].as_str().unwrap().to_owned(),
+                        data["v"]["volume"].as_u64().unwrap(),
+                    );
+                }
+            }
+            other => panic!(
+                "the slow latest-value client was closed or starved (replied {replied}, \
+                 newest {newest:?}): {other:?}"
+            ),
+        }
+    }
+}

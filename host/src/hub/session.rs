@@ -176,10 +176,10 @@ impl Session {
     pub async fn subscribe(
         &self,
         route: &str,
-        request: &RawValue,
+        raw: &RawValue,
     ) -> Result<Subscription, CommandError> {
         let plugin = self.lease(route)?;
-        let value = parse(request)?;
+        let value = parse(raw)?;
         plugin
             .request_schema
             .check(&value)
@@ -188,7 +188,9 @@ impl Session {
         if let Some((topic, keys)) = self.registry.held_by_request(self.conn, route, &request) {
             return Ok(Subscription { topic, keys });
         }
-        let resolved = plugin.topics(&request).await?;
+        // The plugin reads the request as sent, as it always has; what is
+        // stored (and resolved again after an upgrade) is the canonical one.
+        let resolved = plugin.topics(raw.get()).await?;
         // Already held under this topic: idempotent, nothing changes.
         self.registry.add(
             NewSubscription {
@@ -236,8 +238,7 @@ impl Session {
             .request_schema
             .check(&value)
             .map_err(CommandError::InvalidRequest)?;
-        let request = reduced.unwrap_or_else(|| Arc::from(as_sent));
-        let resolved = plugin.topics(&request).await?;
+        let resolved = plugin.topics(request.get()).await?;
         let removed = self
             .registry
             .remove_topic(self.conn, route, &resolved.topic);
@@ -289,8 +290,9 @@ const COMBINATORS: &[&str] = &[
     "$recursiveRef",
 ];
 
-/// A (schema-valid) request as it is stored and handed to the plugin:
-/// object properties its schema does not declare are dropped (where the
+/// A (schema-valid) request as it is stored (and resolved again when the
+/// route's plugin is upgraded): object properties its schema does not
+/// declare are dropped (where the
 /// schema does not let an object have more properties than it names), and
 /// the JSON is canonical (object keys sorted, no spaces).
 ///
