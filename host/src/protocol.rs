@@ -18,6 +18,9 @@ use serde_json::value::RawValue;
 pub enum Operation {
     Subscribe,
     Unsubscribe,
+    /// `auth.refresh`: a fresh token for the connection (the route is
+    /// always `auth`).
+    Refresh,
 }
 
 impl Operation {
@@ -25,6 +28,7 @@ impl Operation {
         match self {
             Operation::Subscribe => "subscribe",
             Operation::Unsubscribe => "unsubscribe",
+            Operation::Refresh => "refresh",
         }
     }
 }
@@ -234,6 +238,7 @@ fn parse_type(ty: Option<&RawValue>) -> Result<(&str, Operation), FrameError> {
     let op = match op {
         "subscribe" => Operation::Subscribe,
         "unsubscribe" => Operation::Unsubscribe,
+        "refresh" if route == "auth" => Operation::Refresh,
         "update" | "response" => return Err(FrameError::ServerOnly(ty.to_owned())),
         other => {
             return Err(FrameError::UnknownOperation {
@@ -370,6 +375,7 @@ pub fn ok_reply(
     let message = match op {
         Operation::Subscribe => "Subscribed",
         Operation::Unsubscribe => "Unsubscribed",
+        Operation::Refresh => "Refreshed",
     };
     let differ = !matches!(keys, [key] if **key == *topic) && !keys.is_empty();
     let reply = Reply::Ok {
@@ -389,6 +395,30 @@ pub fn error_reply(
     errors: &[Problem],
 ) -> String {
     reply_frame(route, op, id, &Reply::Error { message, errors })
+}
+
+/// The payload of `auth.refresh.response`: whether the fresh token was
+/// taken.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum RefreshReply<'a> {
+    /// The connection now runs on the new token (its claims, its expiry).
+    Ok,
+    /// The token was refused; the connection keeps the old one until it
+    /// expires.
+    Error {
+        /// Why, for people.
+        message: &'a str,
+    },
+}
+
+/// `auth.refresh.response`, echoing the command's `id`.
+pub fn refresh_reply(id: Option<Id<'_>>, outcome: Result<(), &str>) -> String {
+    let reply = match outcome {
+        Ok(()) => RefreshReply::Ok,
+        Err(message) => RefreshReply::Error { message },
+    };
+    encode("auth.refresh.response", id, reply)
 }
 
 /// An error about a frame that named no valid operation; `id` is the
@@ -614,6 +644,25 @@ mod tests {
         }
         let refused = parse_command(r#"{"type":"nope","id":false,"payload":{}}"#).unwrap_err();
         assert!(refused.reply().starts_with(r#"{"type":"error","payload":"#));
+    }
+
+    #[test]
+    fn auth_refresh_is_a_command_of_auth_only() {
+        let cmd =
+            parse_command(r#"{"type":"auth.refresh","id":4,"payload":{"token":"t"}}"#).unwrap();
+        assert_eq!((cmd.route, cmd.op), ("auth", Operation::Refresh));
+        assert_eq!(
+            refresh_reply(cmd.id, Ok(())),
+            r#"{"type":"auth.refresh.response","id":4,"payload":{"status":"ok"}}"#
+        );
+        assert_eq!(
+            refresh_reply(None, Err("token expired")),
+            r#"{"type":"auth.refresh.response","payload":{"status":"error","message":"token expired"}}"#
+        );
+        assert!(matches!(
+            refusal(r#"{"type":"bars.refresh","payload":{}}"#),
+            FrameError::UnknownOperation { .. }
+        ));
     }
 
     #[test]

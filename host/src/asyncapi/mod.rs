@@ -311,7 +311,7 @@ fn add_route(
     let ok_reply = |op: Operation| {
         let keys: &[Arc<str>] = match op {
             Operation::Subscribe => &route.example_keys,
-            Operation::Unsubscribe => &[],
+            Operation::Unsubscribe | Operation::Refresh => &[],
         };
         frame_value(&protocol::ok_reply(name, op, None, &topic, keys))
     };

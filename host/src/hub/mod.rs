@@ -146,7 +146,17 @@ impl Host {
 
     /// Publish one update to the subscribers of its keys.
     pub async fn publish(&self, update: &Update) -> Result<Receipt, PublishError> {
-        publish::publish(&self.routes, &self.registry, update).await
+        self.publish_checked(update, publish::DataCheck::Every).await
+    }
+
+    /// [`Host::publish`], with the data checked as `check` says (a trusted
+    /// publisher's on a sample).
+    pub async fn publish_checked(
+        &self,
+        update: &Update,
+        check: publish::DataCheck<'_>,
+    ) -> Result<Receipt, PublishError> {
+        publish::publish(&self.routes, &self.registry, update, check).await
     }
 
     /// Publish several updates in order; each succeeds or fails alone.

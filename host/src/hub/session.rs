@@ -11,8 +11,15 @@
 //! JSON. A re-subscribe or an unsubscribe with the same request finds it
 //! there first, without calling the plugin, so neither depends on what the
 //! plugin serving the route now would make of it.
+//!
+//! A session may carry an [`Identity`]: the verified claims of the client's
+//! token (the transport verifies it before opening the session). Its
+//! `routes` claim limits the routes the client may subscribe to, and every
+//! subscribe asks the route's plugin (`authorize`) whether these claims may
+//! have this request. `auth.refresh` replaces the identity with a fresh
+//! token's, checked by the session's [`Authenticator`].
 
-use std::sync::Arc;
+use std::{sync::Arc, time::SystemTime};
 
 use serde_json::{Map, Value, value::RawValue};
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -40,6 +47,11 @@ pub enum CommandError {
     InvalidRequest(Vec<Problem>),
     #[error("cannot subscribe: {0}")]
     Plugin(#[from] CallError),
+    /// The route's plugin refused these claims this request: its message.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("route {0:?} is not among this token's routes")]
+    RouteNotAllowed(String),
     #[error(transparent)]
     Limit(#[from] LimitReached),
 }
@@ -53,6 +65,34 @@ impl CommandError {
         }
     }
 }
+
+/// Who the client is: its token's verified claims.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The `sub` claim, when the token has one.
+    pub subject: Option<String>,
+    /// Every claim, as JSON text: what the plugins' `authorize` receives.
+    pub claims: Arc<str>,
+    /// The `routes` claim: the only routes the client may subscribe to
+    /// (`None`: every route).
+    pub routes: Option<Vec<String>>,
+    /// When the token expires (`exp`).
+    pub expires: Option<SystemTime>,
+}
+
+/// A token refused; the text says why, for the client.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unauthenticated(pub String);
+
+/// Verifies a client's token (the transport's concern: which keys, which
+/// algorithms).
+pub trait Authenticator: Send + Sync {
+    fn verify(&self, token: &str) -> Result<Identity, Unauthenticated>;
+}
+
+/// The claims `authorize` receives without authentication.
+const NO_CLAIMS: &str = "null";
 
 /// What a session is handed by the host: the parts it uses, no more.
 pub struct Parts {
@@ -80,6 +120,9 @@ pub struct Session {
     bounds: Bounds,
     /// Only routes whose plugin lists this tag (a per-module endpoint).
     tag: Option<Arc<str>>,
+    /// The client's identity and who checks a fresh token; `None` without
+    /// authentication.
+    auth: Option<Auth>,
     // Held for the session's lifetime; each undoes itself when dropped.
     _admitted: Admitted,
     _listed: Listed,
@@ -99,6 +142,7 @@ impl Session {
                 keys: parts.max_total_keys,
             },
             tag: None,
+            auth: None,
             _admitted: parts.admitted,
             _listed: parts.listed,
             _open: parts.open,
@@ -112,8 +156,33 @@ impl Session {
         self
     }
 
+    /// A session of the client `identity`, whose `auth.refresh` tokens
+    /// `verifier` checks.
+    pub fn authenticated(
+        mut self,
+        identity: Identity,
+        verifier: Arc<dyn Authenticator>,
+    ) -> Session {
+        self.auth = Some(Auth {
+            identity: parking_lot::Mutex::new(Arc::new(identity)),
+            verifier,
+        });
+        self
+    }
+
     pub fn id(&self) -> ConnId {
         self.conn
+    }
+
+    /// The client's identity now (`None` without authentication).
+    pub fn identity(&self) -> Option<Arc<Identity>> {
+        self.auth.as_ref().map(|a| Arc::clone(&a.identity.lock()))
+    }
+
+    /// When the client's token expires; the transport closes the connection
+    /// then (4001), unless a refresh moved it.
+    pub fn expires(&self) -> Option<SystemTime> {
+        self.identity().and_then(|i| i.expires)
     }
 
     /// Where the session's frames wait for the transport.
@@ -157,6 +226,12 @@ impl Session {
             id,
         } = command;
         let result = match op {
+            Operation::Refresh => {
+                return match self.refresh(payload) {
+                    Ok(()) => protocol::refresh_reply(id, Ok(())),
+                    Err(e) => protocol::refresh_reply(id, Err(&e.to_string())),
+                };
+            }
             Operation::Subscribe => self
                 .subscribe(route, payload)
                 .await
@@ -178,6 +253,12 @@ impl Session {
         route: &str,
         raw: &RawValue,
     ) -> Result<Subscription, CommandError> {
+        let identity = self.identity();
+        if let Some(routes) = identity.as_ref().and_then(|i| i.routes.as_ref())
+            && !routes.iter().any(|r| r == route)
+        {
+            return Err(CommandError::RouteNotAllowed(route.to_owned()));
+        }
         let plugin = self.lease(route)?;
         let value = parse(raw)?;
         plugin
@@ -185,6 +266,16 @@ impl Session {
             .check(&value)
             .map_err(CommandError::InvalidRequest)?;
         let request = canonical_request(&plugin.request_schema.source, value);
+        // Every time, a subscription already held too: the claims may have
+        // changed since (a refresh).
+        let claims = identity.as_ref().map_or(NO_CLAIMS, |i| &i.claims);
+        plugin
+            .authorize(claims, &request)
+            .await
+            .map_err(|e| match e {
+                CallError::Rejected(message) => CommandError::Forbidden(message),
+                other => CommandError::Plugin(other),
+            })?;
         if let Some((topic, keys)) = self.registry.held_by_request(self.conn, route, &request) {
             return Ok(Subscription { topic, keys });
         }
@@ -245,6 +336,38 @@ impl Session {
         Ok(removed.unwrap_or(resolved.topic))
     }
 
+    /// `auth.refresh`: take a fresh token for the same subject, expiring no
+    /// earlier than the current one. On failure the current token stays
+    /// (and the connection closes when it expires).
+    fn refresh(&self, payload: &RawValue) -> Result<(), Unauthenticated> {
+        #[derive(serde::Deserialize)]
+        struct Refresh {
+            token: String,
+        }
+        let Some(auth) = &self.auth else {
+            return Err(Unauthenticated(
+                "authentication is off on this host: there is no token to refresh".into(),
+            ));
+        };
+        let Refresh { token } = serde_json::from_str(payload.get())
+            .map_err(|_| Unauthenticated("payload must be {\"token\": \"<JWT>\"}".into()))?;
+        let fresh = auth.verifier.verify(&token)?;
+        let mut identity = auth.identity.lock();
+        if fresh.subject != identity.subject {
+            return Err(Unauthenticated(
+                "the new token is for another subject (sub)".into(),
+            ));
+        }
+        if fresh.expires < identity.expires {
+            return Err(Unauthenticated(
+                "the new token expires before the current one".into(),
+            ));
+        }
+        *identity = Arc::new(fresh);
+        tracing::debug!("token refreshed");
+        Ok(())
+    }
+
     /// The plugin serving `route`, if this session may use it.
     fn lease(&self, route: &str) -> Result<Lease, UnknownRoute> {
         match &self.tag {
@@ -252,6 +375,12 @@ impl Session {
             Some(tag) => self.routes.lease_tagged(route, tag),
         }
     }
+}
+
+/// An authenticated session's identity, and who checks its fresh tokens.
+struct Auth {
+    identity: parking_lot::Mutex<Arc<Identity>>,
+    verifier: Arc<dyn Authenticator>,
 }
 
 /// The request as JSON. The payload is valid JSON (the envelope parsed);
