@@ -75,7 +75,7 @@ test-guides: python-venv js-deps
 
 # Run the host (release build) with the demo feed; extra arguments go to the host.
 run *ARGS:
-    @for p in bars quotes trades news orderbook; do [ -f plugins/$p.wasm ] || { just build-plugins; break; }; done
+    @for p in bars quotes trades news orderbook orders positions; do [ -f plugins/$p.wasm ] || { just build-plugins; break; }; done
     cargo run --release -p ws-router-host -- --demo-feed {{ARGS}}
 
 # Build the test plugins (tests/plugins/<name>/) into target/test-plugins/<name>.wasm.

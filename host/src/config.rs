@@ -96,6 +96,9 @@ pub struct Config {
     pub log_filter: String,
 
     #[command(flatten)]
+    pub access: Access,
+
+    #[command(flatten)]
     pub limits: Limits,
 }
 
@@ -125,6 +128,89 @@ impl Config {
     /// Whether the plugins directory is watched for changes.
     pub fn watch_enabled(&self) -> bool {
         !self.no_watch
+    }
+}
+
+/// Who may subscribe, publish and read the operator views (see
+/// `docs/security.md`). Everything is open unless a key is configured.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Access {
+    /// Clients must present a JWT signed with this HS256 secret (in the
+    /// `access_token` cookie, an `Authorization: Bearer` header or the
+    /// `token` query parameter). Without it or `--jwt-public-key`, clients
+    /// are not authenticated.
+    #[arg(long, env = "WS_ROUTER_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Clients must present a JWT signed by the private half of this PEM
+    /// public key (RS256 for an RSA key, ES256 for a P-256 key).
+    #[arg(long, env = "WS_ROUTER_JWT_PUBLIC_KEY", value_name = "FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Accept only tokens whose `iss` claim is this.
+    #[arg(long, env = "WS_ROUTER_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Accept only tokens whose `aud` claim names this.
+    #[arg(long, env = "WS_ROUTER_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// `POST /api/v1/publish`, `GET /api/v1/subscribers` and `GET
+    /// /api/v1/plugins` require `Authorization: Bearer KEY` with one of these
+    /// keys (repeat the flag; comma-separated in the environment).
+    #[arg(
+        long,
+        env = "WS_ROUTER_PUBLISH_KEYS",
+        value_name = "KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub publish_key: Vec<String>,
+
+    /// A publish key whose updates are trusted: their data is checked
+    /// against the route's schema on a sample (`--trusted-validation-sample`)
+    /// instead of every time. Also a publish key.
+    #[arg(
+        long,
+        env = "WS_ROUTER_TRUSTED_PUBLISH_KEYS",
+        value_name = "KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub trusted_publish_key: Vec<String>,
+
+    /// A trusted publisher's updates are checked one in N (1: every one);
+    /// a failure is rejected, logged and counted.
+    #[arg(
+        long,
+        env = "WS_ROUTER_TRUSTED_VALIDATION_SAMPLE",
+        value_name = "N",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub trusted_validation_sample: u64,
+
+    /// Serve without a publish key on a non-loopback address: anyone who
+    /// reaches the port may publish. Without it, the host refuses to start
+    /// that way.
+    #[arg(long, env = "WS_ROUTER_INSECURE_PUBLISH")]
+    pub insecure_publish: bool,
+
+    /// Browser origins, besides the host's own, that may open a WebSocket
+    /// (`https://app.example.com`; comma-separated; `*`: any).
+    #[arg(
+        long,
+        env = "WS_ROUTER_ALLOWED_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+}
+
+impl Access {
+    /// Whether publishing needs a key.
+    pub fn publish_keys_set(&self) -> bool {
+        !self.publish_key.is_empty() || !self.trusted_publish_key.is_empty()
     }
 }
 

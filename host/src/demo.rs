@@ -1,5 +1,6 @@
-//! A demo feed for every bundled route (bars, quotes, trades, orderbook
-//! and news) for a few symbols, from one random walk per symbol, published
+//! A demo feed for every bundled route (bars, quotes, trades, orderbook,
+//! news, and orders and positions of the account [`DEMO_ACCOUNT`]) for a
+//! few symbols, from one random walk per symbol, published
 //! through [`Host::publish`], the same entry point as
 //! `POST /api/v1/publish`. Read it as an example publisher.
 
@@ -39,6 +40,9 @@ const HEADLINES: [&str; 4] = [
     "Options activity picks up in {symbol}",
 ];
 
+/// The account whose orders and positions the demo trades.
+pub const DEMO_ACCOUNT: &str = "DEMO";
+
 struct Walk {
     symbol: &'static str,
     name: &'static str,
@@ -48,6 +52,12 @@ struct Walk {
     low: f64,
     last: f64,
     volume: i64,
+    /// The demo account's position: signed quantity (short below 0) and
+    /// average entry price.
+    position: f64,
+    entry: f64,
+    /// Orders placed so far, for their ids.
+    orders: u64,
 }
 
 /// Publish `rate` rounds per second until the host shuts down.
@@ -64,6 +74,9 @@ pub async fn run(host: Arc<Host>, rate: f64) {
             low: price,
             last: price,
             volume: 0,
+            position: 0.0,
+            entry: 0.0,
+            orders: 0,
         })
         .collect();
     let mut ticker = tokio::time::interval(period);
@@ -139,6 +152,13 @@ fn round(walks: &mut [Walk]) -> Vec<Update> {
             Update::for_request("orderbook", json!({"symbol": w.symbol}), book),
         ];
         updates.extend(updates_for_symbol.into_iter().filter_map(Result::ok));
+        // The demo account trades now and then: a limit order at the last
+        // price, working, then filled, and the position it changes.
+        if rng.random_bool(0.05) {
+            let buy = w.position <= 0.0 || rng.random_bool(0.4);
+            let qty = f64::from(rng.random_range(1..10u32) * 10);
+            updates.extend(demo_trade(w, now, buy, qty));
+        }
         // News is rarer than prices: about one headline per symbol every
         // twenty rounds.
         if rng.random_bool(0.05) {
@@ -154,4 +174,47 @@ fn round(walks: &mut [Walk]) -> Vec<Update> {
         }
     }
     updates
+}
+
+/// One order of the demo account, working then filled, and the position
+/// after the fill.
+fn demo_trade(w: &mut Walk, now: i64, buy: bool, qty: f64) -> Vec<Update> {
+    w.orders += 1;
+    let id = format!("{}-{}", w.symbol, w.orders);
+    let side = if buy { 1 } else { -1 };
+    let order = |status: u8, filled: f64| {
+        json!({
+            "id": id, "symbol": w.symbol, "type": 1, "side": side, "qty": qty,
+            // 6 working, 2 filled.
+            "status": status, "limitPrice": w.last, "filledQty": filled,
+            "avgPrice": w.last, "updateTime": now,
+        })
+    };
+    let (working, filled) = (order(6, 0.0), order(2, qty));
+    let signed = if buy { qty } else { -qty };
+    let after = w.position + signed;
+    w.entry = if after == 0.0 {
+        0.0
+    } else if w.position == 0.0 || (w.position > 0.0) != (after > 0.0) {
+        // Opened, or flipped to the other side: entered at this price.
+        w.last
+    } else if after.abs() > w.position.abs() {
+        to_tick((w.entry * w.position.abs() + w.last * qty) / after.abs())
+    } else {
+        w.entry
+    };
+    w.position = after;
+    let position = json!({
+        "id": w.symbol, "symbol": w.symbol, "qty": after.abs(),
+        "side": if after < 0.0 { -1 } else { 1 }, "avgPrice": w.entry,
+    });
+    let account = json!({ "accountId": DEMO_ACCOUNT });
+    [
+        Update::for_request("orders", &account, working),
+        Update::for_request("orders", &account, filled),
+        Update::for_request("positions", &account, position),
+    ]
+    .into_iter()
+    .filter_map(Result::ok)
+    .collect()
 }

@@ -78,6 +78,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(file) = &parsed.file {
         tracing::info!(file = %file.path().display(), "configuration read");
     }
+    // Before anything listens: an open publish API on the network, or a
+    // key that cannot be read, stops the host here.
+    let security = http::Security::new(&config)?;
+    if security.authenticates() {
+        tracing::info!("clients must present a token");
+    }
 
     let host = Host::new(config.clone()).context("cannot start the plugin engine")?;
     let loaded = host.start().await?;
@@ -93,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
     if config.demo_enabled() {
         tokio::spawn(demo::run(Arc::clone(&host), config.demo_rate));
     }
-    http::serve(host, listener, shutdown_signal()).await?;
+    http::serve(host, security, listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -3,15 +3,16 @@
 use std::sync::Arc;
 
 use axum::{
-    Json,
+    Extension, Json,
     body::Body,
     extract::{Query, State},
-    http::StatusCode,
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, value::RawValue};
 
+use super::Security;
 use crate::{
     hub::{
         Host,
@@ -121,7 +122,27 @@ fn error_reply(status: StatusCode, message: &str) -> Response {
 /// `POST /api/v1/publish`: one update object, or an array of them. The
 /// body must arrive within `--http-body-timeout-ms`, else 408 and nothing
 /// is published.
-pub async fn publish(State(host): State<Arc<Host>>, body: Body) -> Response {
+///
+/// With publish keys configured, a request without one is 401. A body not
+/// declared `application/json` is 415: a web page can send any other type
+/// cross-site without asking (no CORS preflight), but not that one.
+pub async fn publish(
+    State(host): State<Arc<Host>>,
+    Extension(security): Extension<Arc<Security>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let publisher = match security.admit_publisher(&headers) {
+        Ok(publisher) => publisher,
+        Err(refusal) => return refusal,
+    };
+    if !is_json(&headers) {
+        return error_reply(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the updates with Content-Type: application/json",
+        );
+    }
+    let check = security.data_check(publisher);
     let timeout = std::time::Duration::from_millis(host.config().limits.http_body_timeout_ms);
     let body = match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await
     {
@@ -152,7 +173,7 @@ pub async fn publish(State(host): State<Arc<Host>>, body: Body) -> Response {
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {
         outcomes.push(match item {
-            Ok(update) => host.publish(&update).await,
+            Ok(update) => host.publish_checked(&update, check).await,
             Err(e) => Err(e),
         });
     }
@@ -168,6 +189,16 @@ pub async fn publish(State(host): State<Arc<Host>>, body: Body) -> Response {
         failed,
     })
     .into_response()
+}
+
+/// Whether the body is declared `application/json` (parameters such as
+/// `charset` allowed).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 fn parse_body(body: &[u8]) -> Result<Vec<Result<Update, PublishError>>, String> {
@@ -207,10 +238,20 @@ pub struct SubscriberCount {
 
 /// `GET /api/v1/subscribers?key=<key>`: whether publishing to a key would
 /// reach anyone (the earlier design's `has_subscribers`).
+/// Needs a publish key when keys are configured.
 pub async fn subscribers(
     State(host): State<Arc<Host>>,
-    Query(q): Query<KeyQuery>,
-) -> Json<SubscriberCount> {
+    Extension(security): Extension<Arc<Security>>,
+    headers: HeaderMap,
+    q: Result<Query<KeyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Err(refusal) = security.admit_publisher(&headers) {
+        return refusal;
+    }
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(rejection) => return rejection.into_response(),
+    };
     let subscribers = host.subscriber_count(&q.key);
     Json(SubscriberCount {
         topic: q.key.clone(),
@@ -218,6 +259,7 @@ pub async fn subscribers(
         has_subscribers: subscribers > 0,
         subscribers,
     })
+    .into_response()
 }
 
 #[derive(Serialize)]
@@ -247,7 +289,15 @@ pub async fn routes(State(host): State<Arc<Host>>) -> impl IntoResponse {
     Json(views).into_response()
 }
 
-/// `GET /api/v1/plugins`: every plugin file, serving or rejected.
-pub async fn plugins(State(host): State<Arc<Host>>) -> Json<Vec<PluginFileView>> {
-    Json(host.plugins())
+/// `GET /api/v1/plugins`: every plugin file, serving or rejected. Needs a
+/// publish key when keys are configured (it shows file paths).
+pub async fn plugins(
+    State(host): State<Arc<Host>>,
+    Extension(security): Extension<Arc<Security>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refusal) = security.admit_publisher(&headers) {
+        return refusal;
+    }
+    Json::<Vec<PluginFileView>>(host.plugins()).into_response()
 }

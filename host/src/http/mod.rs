@@ -6,12 +6,14 @@
 //!   plugins).
 //! * [`docs`]: the AsyncAPI documents and the documentation page.
 //! * [`conn`]: an accepted TCP connection: counted, closed gracefully.
+//! * [`auth`]: client tokens, browser origins and publisher keys.
 //!
 //! [`router`] is the whole HTTP API in one chain; [`serve`] accepts
 //! connections and serves it on each with hyper's HTTP/1 server (header
 //! timeout, WebSocket upgrades).
 
 pub mod api;
+pub mod auth;
 mod conn;
 pub mod docs;
 pub mod ws;
@@ -34,6 +36,7 @@ use hyper_util::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::hub::Host;
+pub use auth::Security;
 use conn::{Conn, Counter, OverLimit};
 
 /// How long shutdown waits for clients to take their close frame.
@@ -46,8 +49,8 @@ const MAX_REFUSING: usize = 64;
 /// The longest a connection over the limit may take to send its request.
 const REFUSING_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The whole HTTP API.
-pub fn router(host: &Arc<Host>) -> Router {
+/// The whole HTTP API, guarded by `security`.
+pub fn router(host: &Arc<Host>, security: Arc<Security>) -> Router {
     Router::new()
         .route("/api/v1/ws", get(ws::upgrade))
         .route("/api/v1/{tag}/ws", get(ws::upgrade_module))
@@ -56,6 +59,7 @@ pub fn router(host: &Arc<Host>) -> Router {
         .route("/api/v1/routes", get(api::routes))
         .route("/api/v1/plugins", get(api::plugins))
         .merge(docs::router())
+        .layer(axum::Extension(security))
         .with_state(Arc::clone(host))
 }
 
@@ -68,10 +72,11 @@ pub fn router(host: &Arc<Host>) -> Router {
 /// connection stays open).
 pub async fn serve(
     host: Arc<Host>,
+    security: Security,
     listener: tokio::net::TcpListener,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = router(&host);
+    let app = router(&host, Arc::new(security));
     let limits = &host.config().limits;
     let max = limits.max_connections;
     let header_timeout = Duration::from_millis(limits.http_header_timeout_ms.max(1));

@@ -19,15 +19,16 @@ use std::{
 use axum::{
     Extension,
     extract::{
-        Path, State, WebSocketUpgrade,
+        OriginalUri, Path, State, WebSocketUpgrade,
         ws::{CloseFrame, Message, Utf8Bytes, WebSocket, rejection::WebSocketUpgradeRejection},
     },
+    http::HeaderMap,
     response::{IntoResponse, Response},
 };
 use futures_util::{SinkExt, StreamExt, stream::SplitSink};
 use tracing::Instrument;
 
-use super::{conn::OverLimit, docs};
+use super::{Security, auth::Admitted, conn::OverLimit, docs};
 use crate::hub::{
     Host,
     outbox::{CloseReason, Frame, Outbox},
@@ -38,20 +39,35 @@ use crate::hub::{
 /// Initial read buffer of a connection.
 const READ_BUFFER_BYTES: usize = 1024;
 
-/// `GET /api/v1/ws`.
+/// `GET /api/v1/ws`. A browser page of a foreign origin gets 403; without
+/// a valid token (when tokens are required), 401.
 pub async fn upgrade(
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     State(host): State<Arc<Host>>,
+    Extension(security): Extension<Arc<Security>>,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
     over: Option<Extension<OverLimit>>,
 ) -> Response {
-    accept(ws, host, None, over.is_some())
+    let admitted = match security.admit_client(&headers, &uri) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal,
+    };
+    match ws {
+        Ok(ws) => accept(ws, host, None, admitted, over.is_some()),
+        Err(rejection) => rejection.into_response(),
+    }
 }
 
 /// `GET /api/v1/<tag>/ws`: the same protocol, for the routes tagged `tag`
 /// only. A tag no route has is a 404.
+#[allow(clippy::too_many_arguments)] // Axum extractors.
 pub async fn upgrade_module(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     State(host): State<Arc<Host>>,
+    Extension(security): Extension<Arc<Security>>,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
     Path(tag): Path<String>,
     over: Option<Extension<OverLimit>>,
 ) -> Response {
@@ -60,13 +76,23 @@ pub async fn upgrade_module(
     if !docs::module_exists(&host, &tag) {
         return docs::unknown_module(&host, &tag);
     }
+    let admitted = match security.admit_client(&headers, &uri) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal,
+    };
     match ws {
-        Ok(ws) => accept(ws, host, Some(tag), over.is_some()),
+        Ok(ws) => accept(ws, host, Some(tag), admitted, over.is_some()),
         Err(rejection) => rejection.into_response(),
     }
 }
 
-fn accept(ws: WebSocketUpgrade, host: Arc<Host>, tag: Option<String>, over: bool) -> Response {
+fn accept(
+    ws: WebSocketUpgrade,
+    host: Arc<Host>,
+    tag: Option<String>,
+    admitted: Admitted,
+    over: bool,
+) -> Response {
     let max = host.config().limits.max_frame_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)
@@ -83,6 +109,10 @@ fn accept(ws: WebSocketUpgrade, host: Arc<Host>, tag: Option<String>, over: bool
             };
             let session = match &tag {
                 Some(tag) => session.only_tagged(tag),
+                None => session,
+            };
+            let session = match admitted {
+                Some((identity, verifier)) => session.authenticated(identity, verifier),
                 None => session,
             };
             run(socket, host, session).await
@@ -122,7 +152,9 @@ impl Liveness {
 }
 
 async fn run(socket: WebSocket, host: Arc<Host>, session: Session) {
-    let span = tracing::info_span!("conn", id = session.id());
+    let identity = session.identity();
+    let subject = identity.as_ref().and_then(|i| i.subject.as_deref());
+    let span = tracing::info_span!("conn", id = session.id(), sub = subject);
     async move {
         tracing::debug!("connected");
         let (sink, mut stream) = socket.split();
@@ -145,8 +177,17 @@ async fn run(socket: WebSocket, host: Arc<Host>, session: Session) {
             Duration::from_millis(limits.rate_limit_close_after_ms),
         );
         let mut end = CloseReason::NORMAL;
+        // The token's expiry closes the connection (4001), unless a refresh
+        // moves it; boxed, and only on authenticated connections.
+        let mut expires = session.expires();
+        let mut expiry = expires.map(|at| Box::pin(tokio::time::sleep_until(instant_of(at))));
         loop {
             tokio::select! {
+                () = until(&mut expiry) => {
+                    tracing::info!("closing client: token expired");
+                    end = CloseReason::TOKEN_EXPIRED;
+                    break;
+                }
                 message = stream.next() => {
                     if matches!(message, Some(Ok(_))) {
                         liveness.heard();
@@ -176,6 +217,12 @@ async fn run(socket: WebSocket, host: Arc<Host>, session: Session) {
                             // it) is large and short-lived; inline, every
                             // idle connection would carry its size.
                             Box::pin(session.handle_text(&text)).await;
+                            if session.expires() != expires {
+                                expires = session.expires();
+                                if let (Some(sleep), Some(at)) = (&mut expiry, expires) {
+                                    sleep.as_mut().reset(instant_of(at));
+                                }
+                            }
                         }
                         Some(Ok(Message::Binary(_))) => session.handle_binary(),
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
@@ -206,6 +253,22 @@ async fn run(socket: WebSocket, host: Arc<Host>, session: Session) {
     }
     .instrument(span)
     .await
+}
+
+/// The runtime's instant for wall-clock time `at` (now, if it has passed).
+fn instant_of(at: std::time::SystemTime) -> tokio::time::Instant {
+    let left = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::Instant::now() + left
+}
+
+/// Resolves when `sleep` ends; never without one.
+async fn until(sleep: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
+    match sleep {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Wait `wait` before handling the command just read (the command rate
