@@ -294,6 +294,15 @@ impl Client {
         Client { ws }
     }
 
+    /// Open a WebSocket with a handshake request of one's own (extra
+    /// headers); the handshake's error (an HTTP refusal among them) as is.
+    pub async fn try_connect(
+        request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Client { ws })
+    }
+
     /// Connect with a small, fixed socket receive buffer (no autotuning), so
     /// that a client that stops reading pushes back on the host quickly.
     pub async fn connect_with_recv_buffer(url: &str, bytes: u32) -> Client {
