@@ -12,7 +12,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, value::RawValue};
 
-use super::Security;
+use super::auth::Security;
 use crate::{
     hub::{
         Host,

@@ -28,7 +28,11 @@ use axum::{
 use futures_util::{SinkExt, StreamExt, stream::SplitSink};
 use tracing::Instrument;
 
-use super::{Security, auth::Admitted, conn::OverLimit, docs};
+use super::{
+    auth::{Admitted, Security},
+    conn::OverLimit,
+    docs,
+};
 use crate::hub::{
     Host,
     outbox::{CloseReason, Frame, Outbox},
