@@ -18,7 +18,9 @@ use support::{HOST_BIN, Host};
 /// The samples of the exposition at `url`, by name and labels
 /// (`name{a="x",b="y"}`, labels sorted), parsed by `prometheus-parse`.
 async fn scrape(host: &Host) -> HashMap<String, f64> {
-    let response = reqwest::get(host.http("/metrics")).await.expect("GET /metrics");
+    let response = reqwest::get(host.http("/metrics"))
+        .await
+        .expect("GET /metrics");
     assert!(response.status().is_success(), "{}", response.status());
     let text = response.text().await.expect("body");
     let lines = text.lines().map(|l| Ok(l.to_owned()));
@@ -63,7 +65,8 @@ async fn counters_move_with_connections_subscriptions_updates_and_plugins() {
 
     let mut c = host.client().await;
     c.subscribe("bars", json!({"symbol": "AAPL"})).await;
-    c.subscribe("trades", json!({"symbols": ["AAPL", "MSFT"]})).await;
+    c.subscribe("trades", json!({"symbols": ["AAPL", "MSFT"]}))
+        .await;
     for _ in 0..3 {
         host.publish(&json!({"route": "trades", "key": "trades:AAPL",
             "data": {"symbol": "AAPL", "price": 1.5, "quantity": 1, "time": 1, "side": "buy"}}))
@@ -81,42 +84,72 @@ async fn counters_move_with_connections_subscriptions_updates_and_plugins() {
         1.0
     );
     assert_eq!(get(&after, "ws_router_subscriptions"), 2.0);
-    assert_eq!(get(&after, "ws_router_keys"), 3.0, "bars:.., trades:AAPL, trades:MSFT");
     assert_eq!(
-        get(&after, r#"ws_router_updates_published_total{result="ok",route="trades"}"#),
+        get(&after, "ws_router_keys"),
+        3.0,
+        "bars:.., trades:AAPL, trades:MSFT"
+    );
+    assert_eq!(
+        get(
+            &after,
+            r#"ws_router_updates_published_total{result="ok",route="trades"}"#
+        ),
         3.0
     );
     assert_eq!(
-        get(&after, r#"ws_router_updates_published_total{result="error",route="trades"}"#),
+        get(
+            &after,
+            r#"ws_router_updates_published_total{result="error",route="trades"}"#
+        ),
         1.0
     );
     assert_eq!(get(&after, "ws_router_updates_delivered_total"), 3.0);
+    assert_eq!(
+        get(
+            &after,
+            r#"ws_router_commands_total{result="ok",type="subscribe"}"#
+        ),
+        2.0
+    );
     assert!(
-        get(&after, r#"ws_router_plugin_calls_total{result="ok",route="bars"}"#) >= 1.0,
+        get(
+            &after,
+            r#"ws_router_plugin_calls_total{result="ok",route="bars"}"#
+        ) >= 1.0,
         "the bars subscribe called its plugin"
     );
     assert!(get(&after, r#"ws_router_plugin_instances{route="bars"}"#) >= 1.0);
     assert!(
-        get(&after, r#"ws_router_plugin_call_duration_seconds_count{route="bars"}"#) >= 1.0
+        get(
+            &after,
+            r#"ws_router_plugin_call_duration_seconds_count{route="bars"}"#
+        ) >= 1.0
     );
 
     // A plugin added, then removed.
     let dir = host.plugins_dir.path();
     std::fs::copy(support::plugin("ticker"), dir.join("ticker.wasm")).expect("copy ticker");
     wait_until(Duration::from_secs(10), || async {
-        get(&scrape(&host).await, r#"ws_router_plugin_events_total{event="loaded"}"#)
-            >= get(&after, r#"ws_router_plugin_events_total{event="loaded"}"#) + 1.0
+        get(
+            &scrape(&host).await,
+            r#"ws_router_plugin_events_total{event="loaded"}"#,
+        ) >= get(&after, r#"ws_router_plugin_events_total{event="loaded"}"#) + 1.0
     })
     .await;
     std::fs::remove_file(dir.join("ticker.wasm")).expect("remove ticker");
     wait_until(Duration::from_secs(10), || async {
-        get(&scrape(&host).await, r#"ws_router_plugin_events_total{event="removed"}"#) >= 1.0
+        get(
+            &scrape(&host).await,
+            r#"ws_router_plugin_events_total{event="removed"}"#,
+        ) >= 1.0
     })
     .await;
 
     c.close().await;
     wait_until(Duration::from_secs(5), || async {
-        get(&scrape(&host).await, "ws_router_connections_open") == 0.0
+        let now = scrape(&host).await;
+        get(&now, "ws_router_connections_open") == 0.0
+            && get(&now, r#"ws_router_connections_closed_total{code="1000"}"#) == 1.0
     })
     .await;
 }
@@ -131,14 +164,21 @@ async fn healthz_always_and_readyz_once_the_startup_plugins_are_loaded() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
         probe.local_addr().expect("addr").port()
     };
-    let mut child = Command::new(HOST_BIN)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--no-cache", "--plugins"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start host");
-    let stdout = child.stdout.take().expect("stdout");
+    let mut child = KillOnDrop(
+        Command::new(HOST_BIN)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--no-cache",
+                "--plugins",
+            ])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start host"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -159,8 +199,18 @@ async fn healthz_always_and_readyz_once_the_startup_plugins_are_loaded() {
             match status {
                 503 => {
                     saw_not_ready = true;
-                    assert!(body["missing"][0].as_str().unwrap_or_default().contains("plugins"), "{body}");
-                    let health = http.get(format!("{base}/healthz")).send().await.expect("healthz");
+                    assert!(
+                        body["missing"][0]
+                            .as_str()
+                            .unwrap_or_default()
+                            .contains("plugins"),
+                        "{body}"
+                    );
+                    let health = http
+                        .get(format!("{base}/healthz"))
+                        .send()
+                        .await
+                        .expect("healthz");
                     assert_eq!(health.status().as_u16(), 200);
                 }
                 200 => ready = true,
@@ -169,13 +219,26 @@ async fn healthz_always_and_readyz_once_the_startup_plugins_are_loaded() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = child.kill();
-    assert!(saw_not_ready, "/readyz never said 503 while the plugins compiled");
+    drop(child);
+    assert!(
+        saw_not_ready,
+        "/readyz never said 503 while the plugins compiled"
+    );
     assert!(ready, "/readyz never said 200");
     assert!(
         ready_rx.recv_timeout(Duration::from_secs(5)).is_ok(),
         "no ready log line"
     );
+}
+
+/// A host process, killed and reaped however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 async fn wait_until<F, Fut>(timeout: Duration, mut condition: F)
@@ -185,7 +248,10 @@ where
 {
     let started = Instant::now();
     while !condition().await {
-        assert!(started.elapsed() < timeout, "condition not met within {timeout:?}");
+        assert!(
+            started.elapsed() < timeout,
+            "condition not met within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

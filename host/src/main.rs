@@ -86,20 +86,25 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let host = Host::new(config.clone()).context("cannot start the plugin engine")?;
-    let loaded = host.start().await?;
-    tracing::info!(routes = loaded, dir = %config.plugins.display(), "plugins loaded");
-
+    // Listen first, so that a load balancer sees the process (`/healthz`)
+    // and that it is not ready yet (`/readyz`) while plugins compile.
     let listener = http::bind(config.listen, config.listen_backlog)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    tracing::info!(
-        "listening on http://{} (WebSocket at /api/v1/ws)",
-        listener.local_addr().context("listener has no address")?
-    );
+    let addr = listener.local_addr().context("listener has no address")?;
+    let server = tokio::spawn(http::serve(
+        Arc::clone(&host),
+        security,
+        listener,
+        shutdown_signal(),
+    ));
+    let loaded = host.start().await?;
+    tracing::info!(routes = loaded, dir = %config.plugins.display(), "plugins loaded");
+    tracing::info!("ready: listening on http://{addr} (WebSocket at /api/v1/ws)");
 
     if config.demo_enabled() {
         tokio::spawn(demo::run(Arc::clone(&host), config.demo_rate));
     }
-    http::serve(host, security, listener, shutdown_signal()).await?;
+    server.await.context("the server task failed")??;
     tracing::info!("stopped");
     Ok(())
 }

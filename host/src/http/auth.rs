@@ -133,11 +133,7 @@ impl Security {
     /// The WebSocket upgrade's checks: the browser origin (403), then the
     /// token (401). `Ok(None)` when authentication is off.
     #[allow(clippy::result_large_err)] // The refusal is the response.
-    pub fn admit_client(
-        &self,
-        headers: &HeaderMap,
-        uri: &Uri,
-    ) -> Result<Admitted, Response> {
+    pub fn admit_client(&self, headers: &HeaderMap, uri: &Uri) -> Result<Admitted, Response> {
         self.check_origin(headers)?;
         let Some(jwt) = &self.jwt else {
             return Ok(None);

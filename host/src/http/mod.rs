@@ -16,6 +16,7 @@ pub mod api;
 pub mod auth;
 mod conn;
 pub mod docs;
+pub mod ops;
 pub mod ws;
 
 use std::{
@@ -58,6 +59,9 @@ pub fn router(host: &Arc<Host>, security: Arc<Security>) -> Router {
         .route("/api/v1/subscribers", get(api::subscribers))
         .route("/api/v1/routes", get(api::routes))
         .route("/api/v1/plugins", get(api::plugins))
+        .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
         .merge(docs::router())
         .layer(axum::Extension(security))
         .with_state(Arc::clone(host))

@@ -151,20 +151,76 @@ impl Default for Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
-        r.register("connections_open", "WebSocket connections open now", m.connections_open.clone());
-        r.register("connections_accepted", "WebSocket connections accepted", m.connections_accepted.clone());
-        r.register("connections_closed", "WebSocket connections closed, by close code", m.connections_closed.clone());
-        r.register("subscriptions", "Subscriptions held now, host-wide", m.subscriptions.clone());
-        r.register("keys", "Routing keys with at least one subscriber now", m.keys.clone());
-        r.register("updates_published", "Updates published, by route and result", m.updates_published.clone());
-        r.register("updates_delivered", "Update frames queued to subscribers", m.updates_delivered.clone());
-        r.register("updates_dropped", "Update frames not delivered, by reason", m.updates_dropped.clone());
-        r.register("outbound_queue_bytes", "Bytes queued to all connections now", m.queue_bytes.clone());
-        r.register("commands", "Client commands, by type and result", m.commands.clone());
-        r.register("plugin_calls", "Plugin topics calls, by route and result", m.plugin_calls.clone());
-        r.register("plugin_call_duration_seconds", "Plugin topics call duration, by route", m.plugin_call_seconds.clone());
-        r.register("plugin_events", "Plugin loads, upgrades, removals and rejections", m.plugin_events.clone());
-        r.register("plugin_instances", "Live plugin instances, by route", m.plugin_instances.clone());
+        r.register(
+            "connections_open",
+            "WebSocket connections open now",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "connections_accepted",
+            "WebSocket connections accepted",
+            m.connections_accepted.clone(),
+        );
+        r.register(
+            "connections_closed",
+            "WebSocket connections closed, by close code",
+            m.connections_closed.clone(),
+        );
+        r.register(
+            "subscriptions",
+            "Subscriptions held now, host-wide",
+            m.subscriptions.clone(),
+        );
+        r.register(
+            "keys",
+            "Routing keys with at least one subscriber now",
+            m.keys.clone(),
+        );
+        r.register(
+            "updates_published",
+            "Updates published, by route and result",
+            m.updates_published.clone(),
+        );
+        r.register(
+            "updates_delivered",
+            "Update frames queued to subscribers",
+            m.updates_delivered.clone(),
+        );
+        r.register(
+            "updates_dropped",
+            "Update frames not delivered, by reason",
+            m.updates_dropped.clone(),
+        );
+        r.register(
+            "outbound_queue_bytes",
+            "Bytes queued to all connections now",
+            m.queue_bytes.clone(),
+        );
+        r.register(
+            "commands",
+            "Client commands, by type and result",
+            m.commands.clone(),
+        );
+        r.register(
+            "plugin_calls",
+            "Plugin topics calls, by route and result",
+            m.plugin_calls.clone(),
+        );
+        r.register(
+            "plugin_call_duration_seconds",
+            "Plugin topics call duration, by route",
+            m.plugin_call_seconds.clone(),
+        );
+        r.register(
+            "plugin_events",
+            "Plugin loads, upgrades, removals and rejections",
+            m.plugin_events.clone(),
+        );
+        r.register(
+            "plugin_instances",
+            "Live plugin instances, by route",
+            m.plugin_instances.clone(),
+        );
         Metrics { registry, ..m }
     }
 }

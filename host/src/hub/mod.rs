@@ -12,12 +12,14 @@
 //! * [`watcher`]: file events in the plugins directory in, "reload this
 //!   path" out.
 //! * [`connections`]: every connected client, for frames sent to all.
+//! * [`metrics`]: what the host counts, for `GET /metrics`.
 //!
 //! [`Host`] ties them together behind a small API: [`Host::start`],
 //! [`Host::open_session`], [`Host::publish`], [`Host::routes`],
 //! [`Host::plugins`], [`Host::shutdown`].
 
 pub mod connections;
+pub mod metrics;
 pub mod outbox;
 pub mod publish;
 pub mod ratelimit;
@@ -27,7 +29,13 @@ pub mod routes;
 pub mod session;
 pub mod watcher;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -38,6 +46,7 @@ use crate::{
     protocol,
 };
 use connections::{Connections, TooManyConnections};
+use metrics::Metrics;
 use outbox::{Frame, Outbox};
 use publish::{PublishError, Receipt, Update};
 use registry::Registry;
@@ -60,11 +69,24 @@ pub struct Host {
     shutdown: watch::Sender<bool>,
     /// Open sessions, so that shutdown can wait for them to close.
     sessions: TaskTracker,
+    /// What the host counts.
+    metrics: Arc<Metrics>,
+    /// Set once the startup plugins are loaded.
+    ready: AtomicBool,
+}
+
+/// Why the host is not ready to serve (`GET /readyz`).
+#[derive(Debug, serde::Serialize)]
+pub struct NotReady {
+    /// What is missing, for people.
+    pub missing: Vec<String>,
 }
 
 impl Host {
     pub fn new(config: Config) -> anyhow::Result<Arc<Host>> {
-        let engine = PluginEngine::new(config.limits.plugin())?;
+        let metrics = Arc::new(Metrics::default());
+        let observer: Arc<dyn crate::plugin::CallObserver> = metrics.clone();
+        let engine = PluginEngine::observed(config.limits.plugin(), Some(observer))?;
         let cache = config.cache_dir().and_then(|dir| {
             ArtifactCache::new(&dir, engine.engine())
                 .inspect_err(|e| {
@@ -79,6 +101,7 @@ impl Host {
             cache,
             Arc::clone(&routes),
             Arc::clone(&registry),
+            Arc::clone(&metrics),
         ));
         Ok(Arc::new(Host {
             config,
@@ -88,6 +111,8 @@ impl Host {
             connections: Connections::default(),
             shutdown: watch::Sender::new(false),
             sessions: TaskTracker::new(),
+            metrics,
+            ready: AtomicBool::new(false),
         }))
     }
 
@@ -108,6 +133,7 @@ impl Host {
             );
         }
         let loaded = self.load_plugin_dir().await?;
+        self.ready.store(true, Ordering::Release);
         // After the initial load: the routes a client finds on connecting
         // are not news, and a late announcement of them would arrive in the
         // middle of its first exchange.
@@ -130,7 +156,15 @@ impl Host {
     pub fn open_session(&self) -> Result<Session, TooManyConnections> {
         let limits = &self.config.limits;
         let admitted = self.connections.admit(limits.max_connections)?;
-        let outbox = Arc::new(Outbox::new(limits.outbox_bytes));
+        self.metrics.connections_accepted.inc();
+        let conflated = self
+            .metrics
+            .updates_dropped
+            .get_or_create(&metrics::Dropped {
+                reason: metrics::DropReason::conflated,
+            })
+            .clone();
+        let outbox = Arc::new(Outbox::counting(limits.outbox_bytes, conflated));
         Ok(Session::new(session::Parts {
             routes: Arc::clone(&self.routes),
             registry: Arc::clone(&self.registry),
@@ -141,12 +175,14 @@ impl Host {
             max_total_keys: limits.max_total_keys,
             admitted,
             open: self.sessions.token(),
+            metrics: Arc::clone(&self.metrics),
         }))
     }
 
     /// Publish one update to the subscribers of its keys.
     pub async fn publish(&self, update: &Update) -> Result<Receipt, PublishError> {
-        self.publish_checked(update, publish::DataCheck::Every).await
+        self.publish_checked(update, publish::DataCheck::Every)
+            .await
     }
 
     /// [`Host::publish`], with the data checked as `check` says (a trusted
@@ -156,7 +192,56 @@ impl Host {
         update: &Update,
         check: publish::DataCheck<'_>,
     ) -> Result<Receipt, PublishError> {
-        publish::publish(&self.routes, &self.registry, update, check).await
+        let result = publish::publish(&self.routes, &self.registry, update, check).await;
+        match &result {
+            Ok(receipt) => {
+                self.metrics
+                    .published(&receipt.route, true, receipt.delivered, receipt.dropped)
+            }
+            // A route nobody serves is not a label: publishers could make
+            // the label set grow without bound.
+            Err(PublishError::UnknownRoute(_)) => {}
+            Err(_) => {
+                if let Some(route) = self.routes.lease(&update.route) {
+                    self.metrics.published(&route.route, false, 0, 0);
+                }
+            }
+        }
+        result
+    }
+
+    /// What the host counts, with its states as of now, in the Prometheus
+    /// text format.
+    pub fn metrics_text(&self) -> String {
+        let routes = self.routes.snapshot();
+        let state = metrics::State {
+            connections_open: self.connections.open(),
+            subscriptions: self.registry.subscription_count(),
+            keys: self.registry.key_count(),
+            queue_bytes: self.connections.queued_bytes(),
+            plugin_instances: routes
+                .values()
+                .map(|p| (Arc::clone(&p.route), p.instances().0))
+                .collect(),
+        };
+        self.metrics.encode(&state)
+    }
+
+    /// The host's metrics, to count what the transport sees (commands,
+    /// closes).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Whether the host is ready to serve: the startup plugins are loaded.
+    pub fn readiness(&self) -> Result<(), NotReady> {
+        if self.ready.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(NotReady {
+                missing: vec!["the startup plugins are still loading".to_owned()],
+            })
+        }
     }
 
     /// Publish several updates in order; each succeeds or fails alone.

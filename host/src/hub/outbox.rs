@@ -177,7 +177,10 @@ impl Outbox {
     }
 
     /// An outbox that also counts its conflated updates in `counter`.
-    pub fn counting(limit_bytes: usize, counter: prometheus_client::metrics::counter::Counter) -> Self {
+    pub fn counting(
+        limit_bytes: usize,
+        counter: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
         Outbox {
             conflated_total: Some(counter),
             ..Outbox::new(limit_bytes)

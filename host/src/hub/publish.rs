@@ -84,6 +84,8 @@ pub struct Receipt {
     pub keys: Vec<Arc<str>>,
     /// Subscriptions it was queued to.
     pub delivered: usize,
+    /// Subscribers disconnected because their queue was full.
+    pub dropped: usize,
 }
 
 /// Why an update was not published. The text is for the publisher.
@@ -224,5 +226,6 @@ fn deliver(registry: &Registry, plugin: &Plugin, keys: Vec<Arc<str>>, update: &U
         route: Arc::clone(&plugin.route),
         keys,
         delivered: fan_out.delivered,
+        dropped: fan_out.dropped,
     }
 }

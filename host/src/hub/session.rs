@@ -26,6 +26,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::{
     connections::{Admitted, Listed},
+    metrics::{self, Metrics},
     outbox::{CloseReason, Frame, Outbox},
     registry::{Bounds, ConnId, LimitReached, NewSubscription, Registry},
     routes::{RouteTable, UnknownRoute},
@@ -110,6 +111,8 @@ pub struct Parts {
     pub listed: Listed,
     /// Tells the host the session is still open.
     pub open: TaskTrackerToken,
+    /// Where commands and closes are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 pub struct Session {
@@ -123,6 +126,7 @@ pub struct Session {
     /// The client's identity and who checks a fresh token; `None` without
     /// authentication.
     auth: Option<Auth>,
+    metrics: Arc<Metrics>,
     // Held for the session's lifetime; each undoes itself when dropped.
     _admitted: Admitted,
     _listed: Listed,
@@ -133,6 +137,7 @@ impl Session {
     pub fn new(parts: Parts) -> Session {
         Session {
             conn: parts.admitted.id,
+            metrics: parts.metrics,
             routes: parts.routes,
             registry: parts.registry,
             outbox: parts.outbox,
@@ -195,6 +200,7 @@ impl Session {
     /// delivered after the close frame.
     pub fn close(&self, reason: CloseReason) {
         self.registry.remove_conn(self.conn);
+        self.metrics.closed(reason.code);
         self.outbox.close(reason);
     }
 
@@ -208,13 +214,17 @@ impl Session {
     pub async fn handle_text(&self, text: &str) {
         let frame = match protocol::parse_command(text) {
             Ok(command) => self.handle(command).await,
-            Err(refused) => refused.reply(),
+            Err(refused) => {
+                self.metrics.command(metrics::Command::invalid, false);
+                refused.reply()
+            }
         };
         self.send(frame);
     }
 
     /// The client sent a binary frame, which the protocol does not use.
     pub fn handle_binary(&self) {
+        self.metrics.command(metrics::Command::invalid, false);
         self.send(protocol::error_frame(None, &FrameError::Binary.to_string()));
     }
 
@@ -241,6 +251,11 @@ impl Session {
                 .await
                 .map(|topic| protocol::ok_reply(route, op, id, &topic, &[])),
         };
+        let counted = match op {
+            Operation::Unsubscribe => metrics::Command::unsubscribe,
+            _ => metrics::Command::subscribe,
+        };
+        self.metrics.command(counted, result.is_ok());
         result
             .unwrap_or_else(|e| protocol::error_reply(route, op, id, &e.to_string(), e.problems()))
     }

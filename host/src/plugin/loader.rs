@@ -17,7 +17,7 @@ use super::{
     engine::{Instance, PluginEngine, PluginState},
     output::PluginOutput,
     pool::Pool,
-    route::{CompileInfo, DeliveryPolicy, Plugin, RouteInfo},
+    route::{CompileInfo, DeliveryPolicy, Plugin, RouteInfo, TopicsCache},
     schema::Schema,
 };
 
@@ -217,6 +217,7 @@ impl PluginEngine {
             output,
             failures: AtomicU64::new(0),
             leases: TaskTracker::new(),
+            resolved: TopicsCache::new(),
         })
     }
 

@@ -87,6 +87,8 @@ pub struct Plugin {
     pub(super) failures: AtomicU64,
     /// Operations holding this version (see [`Lease`]).
     pub(super) leases: TaskTracker,
+    /// `topics` answers of this version, by request text.
+    pub(super) resolved: TopicsCache,
 }
 
 /// Whether a plugin's machine code came from the artifact cache, and how
@@ -151,7 +153,13 @@ impl Plugin {
 
     /// Resolve a (schema-valid) request to its topic and routing keys, and
     /// check the answer: a non-empty, bounded list of keys of this route.
+    /// `topics` is a pure function of the request (the contract says so),
+    /// so answers are kept per version (see [`TopicsCache`]): a request
+    /// seen before costs a lookup, not a WebAssembly call.
     pub async fn topics(&self, request: &str) -> Result<Subscription, CallError> {
+        if let Some(hit) = self.resolved.get(request) {
+            return Ok(hit);
+        }
         let answer = self.call_topics(request).await?;
         let answer = answer.map_err(|e| match e {
             wit::TopicError::InvalidRequest(m) => CallError::Rejected(m),
@@ -160,8 +168,16 @@ impl Plugin {
                 CallError::Rejected("the route could not handle this request".to_owned())
             }
         })?;
-        self.check_subscription(answer)
-            .inspect_err(|e| self.record_failure(e))
+        let subscription = self
+            .check_subscription(answer)
+            .inspect_err(|e| self.record_failure(e))?;
+        self.resolved.insert(request, &subscription);
+        Ok(subscription)
+    }
+
+    /// What `request` resolved to before, if it is still remembered.
+    pub fn cached_topics(&self, request: &str) -> Option<Subscription> {
+        self.resolved.get(request)
     }
 
     fn check_subscription(&self, answer: wit::Subscription) -> Result<Subscription, CallError> {
@@ -342,4 +358,41 @@ async fn call_authorize(
         .call_async(&mut instance.store, (claims, request))
         .await?;
     Ok(answer)
+}
+
+/// Remembered `topics` answers of one plugin version, by request text,
+/// bounded in bytes (requests and keys are client-sized). It dies with the
+/// version: an upgraded plugin starts with an empty cache.
+pub(super) struct TopicsCache {
+    cache: quick_cache::sync::Cache<Box<str>, Subscription, ByBytes>,
+}
+
+/// The bytes an entry holds.
+#[derive(Clone)]
+pub(super) struct ByBytes;
+
+impl quick_cache::Weighter<Box<str>, Subscription> for ByBytes {
+    fn weight(&self, request: &Box<str>, sub: &Subscription) -> u64 {
+        let keys: usize = sub.keys.iter().map(|k| k.len() + 16).sum();
+        (request.len() + sub.topic.len() + keys + 64) as u64
+    }
+}
+
+/// Bytes of answers kept per plugin version.
+const TOPICS_CACHE_BYTES: u64 = 8 << 20;
+
+impl TopicsCache {
+    pub(super) fn new() -> TopicsCache {
+        TopicsCache {
+            cache: quick_cache::sync::Cache::with_weighter(10_000, TOPICS_CACHE_BYTES, ByBytes),
+        }
+    }
+
+    fn get(&self, request: &str) -> Option<Subscription> {
+        self.cache.get(request)
+    }
+
+    fn insert(&self, request: &str, subscription: &Subscription) {
+        self.cache.insert(Box::from(request), subscription.clone());
+    }
 }
