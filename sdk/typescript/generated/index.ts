@@ -2,12 +2,12 @@
 // Do not edit: regenerate instead.
 
 import { RouteClient, type WsRouterClient } from "ws-router-client";
-import type { Bar, BarsSubscriptionRequest, NewsData, NewsRequest, OrderbookData, OrderbookRequest, QuoteData, QuoteDataSubscriptionRequest, Trade, TradeSubscriptionRequest } from "./types.js";
+import type { Bar, BarsSubscriptionRequest, NewsData, NewsRequest, OrderbookData, OrderbookRequest, OrdersSubscriptionRequest, PlacedOrder, Position, PositionsSubscriptionRequest, QuoteData, QuoteDataSubscriptionRequest, Trade, TradeSubscriptionRequest } from "./types.js";
 
 export type * from "./types.js";
 
 /** The routes this adapter was generated for. */
-export const ROUTES = ["bars", "news", "orderbook", "quotes", "trades"] as const;
+export const ROUTES = ["bars", "news", "orderbook", "orders", "positions", "quotes", "trades"] as const;
 
 /** Where a host serves these routes: `ws://<host>` + WS_PATH. */
 export const WS_PATH = "/api/v1/ws";
@@ -20,6 +20,10 @@ export interface WsAdapter {
   readonly news: RouteClient<NewsRequest, NewsData>;
   /** Order book snapshots of one symbol. Subscribe with a symbol, a depth and a tick size; each update is a snapshot of the top levels. Route version 0.1.0. Tags: datafeed. */
   readonly orderbook: RouteClient<OrderbookRequest, OrderbookData>;
+  /** The orders of one trading account: each update is one order as it stands now (placed, working, filled, canceled...). Subscribe with an accountId; a token must list that account in its accounts claim (anyone may subscribe when the host runs without authentication). Route version 0.1.0. Tags: broker. */
+  readonly orders: RouteClient<OrdersSubscriptionRequest, PlacedOrder>;
+  /** The positions of one trading account: each update is one position as it stands now; a quantity of 0 means the position is closed. Subscribe with an accountId; a token must list that account in its accounts claim (anyone may subscribe when the host runs without authentication). Route version 0.1.0. Tags: broker. */
+  readonly positions: RouteClient<PositionsSubscriptionRequest, Position>;
   /** Level-1 quotes (last, bid, ask, daily stats) for a list of symbols. Updates are published per symbol; a subscription naming several symbols receives each of them. Route version 0.1.0. Tags: datafeed. */
   readonly quotes: RouteClient<QuoteDataSubscriptionRequest, QuoteData>;
   /** Executed trades (price, quantity, side) for a list of symbols, routed by the keys trades:<SYMBOL>. Route version 0.1.0. Tags: trading. */
@@ -32,6 +36,8 @@ export function createWsAdapter(client: WsRouterClient): WsAdapter {
     bars: new RouteClient(client, "bars"),
     news: new RouteClient(client, "news"),
     orderbook: new RouteClient(client, "orderbook"),
+    orders: new RouteClient(client, "orders"),
+    positions: new RouteClient(client, "positions"),
     quotes: new RouteClient(client, "quotes"),
     trades: new RouteClient(client, "trades"),
   };

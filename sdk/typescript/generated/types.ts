@@ -2,6 +2,23 @@
 // Do not edit: regenerate instead.
 
 /**
+ * Which side the order is on: 1 buy, -1 sell.
+ */
+export type OrdersSide = 1 | -1;
+/**
+ * Where the order stands: 1 canceled, 2 filled, 3 inactive, 4 placing,
+ * 5 rejected, 6 working.
+ */
+export type OrderStatus = 1 | 2 | 3 | 4 | 5 | 6;
+/**
+ * How the order executes: 1 limit, 2 market, 3 stop, 4 stop-limit.
+ */
+export type OrderType = 1 | 2 | 3 | 4;
+/**
+ * Which side the position is on: 1 long (bought), -1 short (sold).
+ */
+export type PositionsSide = 1 | -1;
+/**
  * Whether the quote could be produced.
  */
 export type QuoteStatus = "ok" | "error";
@@ -18,7 +35,7 @@ export type QuoteValue =
 /**
  * Which side initiated the trade.
  */
-export type Side = "buy" | "sell";
+export type TradesSide = "buy" | "sell";
 
 /**
  * Every route's request and data types, by route name.
@@ -35,6 +52,14 @@ export interface Routes {
   orderbook: {
     request: OrderbookRequest;
     data: OrderbookData;
+  };
+  orders: {
+    request: OrdersSubscriptionRequest;
+    data: PlacedOrder;
+  };
+  positions: {
+    request: PositionsSubscriptionRequest;
+    data: Position;
   };
   quotes: {
     request: QuoteDataSubscriptionRequest;
@@ -136,6 +161,98 @@ export interface OrderbookData {
   time: number;
 }
 /**
+ * Subscribe to the orders of one account.
+ */
+export interface OrdersSubscriptionRequest {
+  /**
+   * The trading account, e.g. "DEMO". The client's token must list it
+   * in its `accounts` claim.
+   */
+  accountId: string;
+}
+/**
+ * One order of the account, as it stands now: each update replaces the
+ * order with the same `id`.
+ */
+export interface PlacedOrder {
+  /**
+   * Average price of the fills so far.
+   */
+  avgPrice?: number;
+  /**
+   * Quantity filled so far.
+   */
+  filledQty?: number;
+  /**
+   * The order's id, unique within the account.
+   */
+  id: string;
+  /**
+   * Limit price (limit and stop-limit orders).
+   */
+  limitPrice?: number;
+  /**
+   * Quantity ordered, greater than 0.
+   */
+  qty: number;
+  side: OrdersSide;
+  status: OrderStatus;
+  /**
+   * Stop-loss price of the order's bracket.
+   */
+  stopLoss?: number;
+  /**
+   * Stop price (stop and stop-limit orders).
+   */
+  stopPrice?: number;
+  /**
+   * The instrument, e.g. "AAPL".
+   */
+  symbol: string;
+  /**
+   * Take-profit price of the order's bracket.
+   */
+  takeProfit?: number;
+  type: OrderType;
+  /**
+   * When the order last changed, Unix milliseconds.
+   */
+  updateTime?: number;
+}
+/**
+ * Subscribe to the positions of one account.
+ */
+export interface PositionsSubscriptionRequest {
+  /**
+   * The trading account, e.g. "DEMO". The client's token must list it
+   * in its `accounts` claim.
+   */
+  accountId: string;
+}
+/**
+ * One position of the account, as it stands now: each update replaces
+ * the position with the same `id`, and a `qty` of 0 closes it.
+ */
+export interface Position {
+  /**
+   * Average entry price.
+   */
+  avgPrice: number;
+  /**
+   * The position's id, unique within the account (usually the symbol).
+   */
+  id: string;
+  /**
+   * Quantity held, 0 or more; 0 means the position is closed.
+   */
+  qty: number;
+  side: PositionsSide;
+  /**
+   * The instrument, e.g. "AAPL".
+   */
+  symbol: string;
+}
+/**
  * Subscribe to quotes of several symbols at once.
  */
 export interface QuoteDataSubscriptionRequest {
@@ -211,7 +328,7 @@ export interface TradeSubscriptionRequest {
 export interface Trade {
   price: number;
   quantity: number;
-  side: Side;
+  side: TradesSide;
   symbol: string;
   /**
    * Execution time, Unix milliseconds.
