@@ -94,6 +94,8 @@ build-test-plugins:
 # Run every test.
 test: lint build-plugins build-test-plugins test-sdks test-guides && test-browser test-ts-client
     cargo test
+    # The broker routes' authorize rules, as native unit tests.
+    cargo test -p orders -p positions
     just bench-smoke
 
 # (Part of `just test`: the benchmark tooling still works against the host.)
