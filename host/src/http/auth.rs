@@ -434,4 +434,62 @@ mod tests {
             None
         );
     }
+
+    fn origin(security: &Security, host: &str, origin: Option<&str>) -> bool {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, host.parse().unwrap());
+        if let Some(origin) = origin {
+            headers.insert(header::ORIGIN, origin.parse().unwrap());
+        }
+        security.check_origin(&headers).is_ok()
+    }
+
+    #[test]
+    fn origins_are_the_hosts_own_or_listed() {
+        let mut config = Config::defaults();
+        config.access.allowed_origins = vec!["https://App.example.com/".into()];
+        let security = Security::new(&config).unwrap();
+        assert!(origin(&security, "127.0.0.1:8000", None));
+        assert!(origin(
+            &security,
+            "127.0.0.1:8000",
+            Some("http://127.0.0.1:8000")
+        ));
+        assert!(origin(
+            &security,
+            "Example.com",
+            Some("https://example.com")
+        ));
+        assert!(origin(
+            &security,
+            "127.0.0.1:8000",
+            Some("https://app.example.com")
+        ));
+        assert!(!origin(
+            &security,
+            "127.0.0.1:8000",
+            Some("http://127.0.0.1:8001")
+        ));
+        assert!(!origin(&security, "127.0.0.1:8000", Some("null")));
+        assert!(!origin(
+            &security,
+            "127.0.0.1:8000",
+            Some("https://evil.example.com")
+        ));
+    }
+
+    #[test]
+    fn an_open_publish_api_off_loopback_is_refused() {
+        let mut config = Config::defaults();
+        config.listen = "0.0.0.0:8000".parse().unwrap();
+        assert!(matches!(
+            Security::new(&config),
+            Err(SecurityError::InsecurePublish(_))
+        ));
+        config.access.insecure_publish = true;
+        assert!(Security::new(&config).is_ok());
+        config.access.insecure_publish = false;
+        config.access.trusted_publish_key = vec!["k".into()];
+        assert!(Security::new(&config).is_ok());
+    }
 }
