@@ -566,7 +566,8 @@ async fn storm(a: &StormArgs) -> anyhow::Result<Map<String, Value>> {
     for (i, (mut ws, _)) in conns.into_iter().enumerate() {
         let gate = Arc::clone(&gate);
         tasks.push(tokio::spawn(async move {
-            let frame = subscribe_frame("bars", &bars_request(&format!("STORM{:05}", i % distinct)));
+            let frame =
+                subscribe_frame("bars", &bars_request(&format!("STORM{:05}", i % distinct)));
             gate.wait().await;
             let t0 = Instant::now();
             conn::subscribe_all(&mut ws, &[frame]).await?;

@@ -22,7 +22,10 @@ fn columns(rows: &[&Value]) -> Vec<String> {
     }
     let rank = |name: &str| {
         let base = name.split('@').next().unwrap_or(name);
-        let at = SERVERS.iter().position(|s| *s == base).unwrap_or(SERVERS.len());
+        let at = SERVERS
+            .iter()
+            .position(|s| *s == base)
+            .unwrap_or(SERVERS.len());
         (at, name.contains('@'), name.to_owned())
     };
     names.sort_by_key(|n| rank(n));
