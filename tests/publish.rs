@@ -204,6 +204,7 @@ async fn single_update_body_and_subscriber_query() {
     // A body that is not JSON is a 400 with a reason.
     let reply = reqwest::Client::new()
         .post(host.http("/api/v1/publish"))
+        .header("content-type", "application/json")
         .body("nope")
         .send()
         .await

@@ -110,9 +110,15 @@
       ));
       if (depth < 4 && !resolved.recursive) {
         const inner = new Set(seen);
+        const alts = t.oneOf || t.anyOf;
         if (t.properties) schemaRows(prop, prefix + name + ".", depth + 1, inner, rows);
         else if (t.type === "array" && t.items && !Array.isArray(t.items) && deref(t.items).schema.properties) {
           schemaRows(t.items, prefix + name + "[].", depth + 1, inner, rows);
+        } else if (Array.isArray(alts)) {
+          // "One of": list the fields of the first alternative that has any
+          // (quotes' v is QuoteValues or a free-form object).
+          const fielded = alts.find((alt) => deref(alt, new Set(inner)).schema.properties);
+          if (fielded) schemaRows(fielded, prefix + name + ".", depth + 1, inner, rows);
         }
       }
     }
