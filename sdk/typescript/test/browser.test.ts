@@ -58,8 +58,11 @@ let server: http.Server;
 let context: BrowserContext;
 let profile: string;
 before(async () => {
-  host = await startHost({ args: ["--demo-feed", "--demo-rate", "10"] });
+  // The page comes from another origin than the host's: a front end served
+  // by its own web server, which the host must list in --allowed-origins.
   server = await serve();
+  const { port } = server.address() as AddressInfo;
+  host = await startHost({ args: ["--demo-feed", "--demo-rate", "10", "--allowed-origins", `http://127.0.0.1:${port}`] });
   profile = fs.mkdtempSync(path.join(os.tmpdir(), "ws-router-ts-chromium-"));
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
