@@ -155,6 +155,19 @@ struct State {
     latest: HashMap<u64, usize>,
     /// Updates replaced by newer ones since the connection opened.
     conflated: u64,
+    /// Updates that arrived while a command runs (see [`Outbox::hold`]),
+    /// and their bytes.
+    held: Option<VecDeque<Frame>>,
+    held_bytes: usize,
+}
+
+/// Updates wait behind the reply of the command running while this lives.
+pub struct Hold<'a>(&'a Outbox);
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
 }
 
 pub struct Outbox {
@@ -206,6 +219,32 @@ impl Outbox {
         self.enqueue(frame, latest_of.map_or(Kind::Update, Kind::Latest))
     }
 
+    /// Hold updates back until the result is dropped: a command's reply
+    /// (a control frame, queued at once) then precedes every update pushed
+    /// meanwhile, such as the first update of the subscription it made.
+    pub fn hold(&self) -> Hold<'_> {
+        let mut state = self.lock();
+        if state.held.is_none() {
+            state.held = Some(VecDeque::new());
+        }
+        Hold(self)
+    }
+
+    fn release(&self) {
+        let mut state = self.lock();
+        let Some(held) = state.held.take() else {
+            return;
+        };
+        if held.is_empty() {
+            return;
+        }
+        let bytes = std::mem::take(&mut state.held_bytes);
+        state.bytes += bytes;
+        state.frames.extend(held);
+        drop(state);
+        self.ready.notify_one();
+    }
+
     fn enqueue(&self, frame: Frame, kind: Kind) -> Result<(), PushError> {
         {
             let mut state = self.lock();
@@ -213,6 +252,18 @@ impl Outbox {
                 return Err(PushError::Closed);
             }
             let len = frame.len();
+            if state.held.is_some() && !matches!(kind, Kind::Control) {
+                // No conflation while held: a command is short.
+                if state.bytes + state.held_bytes + len > self.limit_bytes.saturating_mul(2) {
+                    self.overflow(state);
+                    return Err(PushError::Overflow);
+                }
+                state.held_bytes += len;
+                if let Some(held) = state.held.as_mut() {
+                    held.push_back(frame);
+                }
+                return Ok(());
+            }
             let over = state.bytes + len > self.limit_bytes && !state.frames.is_empty();
             if over {
                 let cap = match kind {
@@ -261,6 +312,10 @@ impl Outbox {
         );
         state.closing = Some(CloseReason::SLOW_CONSUMER);
         state.frames.clear();
+        if let Some(held) = state.held.as_mut() {
+            held.clear();
+        }
+        state.held_bytes = 0;
         state.latest.clear();
         state.bytes = 0;
         drop(state);
@@ -374,6 +429,23 @@ mod tests {
         outbox.push_update("a2-------".into(), Some(1)).unwrap();
         assert_eq!(outbox.push("changed--".into()), Err(PushError::Overflow));
         assert!(outbox.is_closing());
+    }
+
+    #[tokio::test]
+    async fn a_held_outbox_queues_the_reply_before_updates_pushed_meanwhile() {
+        let outbox = Outbox::new(1024);
+        {
+            let _hold = outbox.hold();
+            outbox.push_update("update".into(), None).unwrap();
+            outbox.push("reply".into()).unwrap();
+        }
+        outbox.push_update("later".into(), None).unwrap();
+        let mut batch = VecDeque::new();
+        assert_eq!(outbox.next_batch(&mut batch).await, None);
+        assert_eq!(
+            batch.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
+            ["reply", "update", "later"]
+        );
     }
 
     #[tokio::test]

@@ -212,6 +212,11 @@ impl Session {
 
     /// Handle one text frame from the client; the reply goes to the outbox.
     pub async fn handle_text(&self, text: &str) {
+        // Updates pushed while the command runs wait behind its reply: a
+        // client sees the subscribe reply before the subscription's first
+        // update (a publication can reach the new subscription between its
+        // registration and the reply).
+        let _hold = self.outbox.hold();
         let frame = match protocol::parse_command(text) {
             Ok(command) => self.handle(command).await,
             Err(refused) => {
