@@ -69,13 +69,7 @@ impl Route for Positions {
 /// Without authentication (`None`) the host serves everyone and so does
 /// this route, so the demo feed's `DEMO` account can be watched.
 fn account_allowed(claims: Option<&Claims>, account: &str) -> Result<(), String> {
-    match claims {
-        None => Ok(()),
-        Some(claims) if claims.accounts().contains(&account) => Ok(()),
-        Some(_) => Err(format!(
-            "account {account:?} is not among this token's accounts"
-        )),
-    }
+    claims.map_or(Ok(()), |claims| claims.check_account(account))
 }
 
 ws_router_sdk::export_route!(Positions);

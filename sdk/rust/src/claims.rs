@@ -35,6 +35,18 @@ impl Claims {
         self.strings("accounts").unwrap_or_default()
     }
 
+    /// `Ok` when the token's `accounts` claim lists `account`; otherwise the
+    /// refusal a client reads.
+    pub fn check_account(&self, account: &str) -> Result<(), String> {
+        if self.accounts().contains(&account) {
+            Ok(())
+        } else {
+            Err(format!(
+                "account {account:?} is not among this token's accounts"
+            ))
+        }
+    }
+
     /// The routes the token may use (`routes`); `None` when the claim is
     /// absent, which means every route (the host enforces this claim
     /// itself before calling `authorize`).
