@@ -2,8 +2,8 @@
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    // The required part of the contract only: `delivery` is optional
-    // and probed by name at load (see `loader`).
+    // The required part of the contract only: `delivery`, `authorize` and
+    // `retention` are optional and probed by name at load (see `loader`).
     world: "route-plugin-core",
     exports: { default: async },
 });

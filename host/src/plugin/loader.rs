@@ -17,12 +17,12 @@ use super::{
     engine::{Instance, PluginEngine, PluginState},
     output::PluginOutput,
     pool::Pool,
-    route::{CompileInfo, DeliveryPolicy, Plugin, RouteInfo, TopicsCache},
+    route::{CompileInfo, DeliveryPolicy, Plugin, Retention, RouteInfo, TopicsCache},
     schema::Schema,
 };
 
 /// The version of the `ws-router:plugin` package this host implements.
-pub const CONTRACT_VERSION: &str = "0.1.2";
+pub const CONTRACT_VERSION: &str = "0.1.3";
 
 /// A plugin file's content, read once and hashed once.
 pub struct PluginFile {
@@ -118,6 +118,15 @@ const ROUTE_INTERFACE: &str = "ws-router:plugin/route";
 const DELIVERY_INTERFACE: &str = "ws-router:plugin/delivery@0.1.1";
 /// The optional interface deciding who may subscribe (since 0.1.2).
 const AUTHORIZE_INTERFACE: &str = "ws-router:plugin/authorize@0.1.2";
+/// The optional interface declaring snapshots and history (since 0.1.3).
+const RETENTION_INTERFACE: &str = "ws-router:plugin/retention@0.1.3";
+
+/// Bounds of a route's retention settings (the WIT `retention` interface
+/// states them). Memory is bounded host-wide by the history's byte budget
+/// too; these keep one route's declaration within reason: history is for
+/// recovering across a reconnect, not an archive.
+pub const MAX_HISTORY_SIZE: u32 = 100_000;
+pub const MAX_HISTORY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
 /// Why a file was not loaded. Each names the reason in one line.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +154,8 @@ pub enum LoadError {
         field: &'static str,
         problem: String,
     },
+    #[error("invalid retention settings: {0}")]
+    BadRetention(String),
     #[error("invalid {which} schema: {message}")]
     BadSchema {
         which: &'static str,
@@ -186,7 +197,7 @@ impl PluginEngine {
             |n| n.to_string_lossy().into_owned(),
         );
         let output = PluginOutput::new(&name);
-        let delivery = self.ask_delivery(&instance_pre, &output).await?;
+        let (delivery, retention) = self.ask_options(&instance_pre, &output).await?;
         let authorize = find_authorize(&component);
         let pre =
             RoutePluginPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
@@ -203,6 +214,7 @@ impl PluginEngine {
         Ok(Plugin {
             route: Arc::from(info.name.as_str()),
             delivery,
+            retention,
             authorize,
             info,
             request_schema,
@@ -343,44 +355,75 @@ impl PluginEngine {
         }
     }
 
-    /// The route's delivery policy, from the optional `delivery` interface
-    /// (probed by name: plugins built against 0.1.0 do not export it).
-    async fn ask_delivery(
+    /// The route's delivery policy and retention, from the optional
+    /// `delivery` and `retention` interfaces (probed by name: plugins built
+    /// against older contracts do not export them), on one instance.
+    async fn ask_options(
         &self,
         pre: &wasmtime::component::InstancePre<PluginState>,
         output: &std::sync::Arc<PluginOutput>,
-    ) -> Result<DeliveryPolicy, LoadError> {
+    ) -> Result<(DeliveryPolicy, Retention), LoadError> {
         use wasmtime::component::Val;
-        const CALL: &str = "delivery-policy";
         let deadline = self.load_deadline();
         let mut store = self.store(output);
         self.arm(&mut store, deadline);
         let instance = self
-            .bounded(CALL, deadline, pre.instantiate_async(&mut store))
+            .bounded("instantiate", deadline, pre.instantiate_async(&mut store))
             .await?;
-        let Some(iface) = instance.get_export_index(&mut store, None, DELIVERY_INTERFACE) else {
-            return Ok(DeliveryPolicy::QueueAll);
+        // Each optional call: `None` when the plugin does not export its
+        // interface, else the function's one result.
+        let mut call = async |iface_name: &str, call: &'static str| {
+            let Some(iface) = instance.get_export_index(&mut store, None, iface_name) else {
+                return Ok(None);
+            };
+            let func = instance
+                .get_export_index(&mut store, Some(&iface), call)
+                .and_then(|f| instance.get_func(&mut store, f))
+                .ok_or_else(|| LoadError::Trap {
+                    call,
+                    message: format!("{iface_name} has no {call} function"),
+                })?;
+            let deadline = self.load_deadline();
+            self.arm(&mut store, deadline);
+            let mut results = [Val::Bool(false)];
+            self.bounded(
+                call,
+                deadline,
+                func.call_async(&mut store, &[], &mut results),
+            )
+            .await?;
+            let [result] = results;
+            Ok::<_, LoadError>(Some(result))
         };
-        let trap = |message: &str| LoadError::Trap {
-            call: CALL,
-            message: message.to_owned(),
+        let unexpected = |call: &'static str, what: &str| LoadError::Trap {
+            call,
+            message: format!("unexpected {what}"),
         };
-        let func = instance
-            .get_export_index(&mut store, Some(&iface), "delivery-policy")
-            .and_then(|f| instance.get_func(&mut store, f))
-            .ok_or_else(|| trap("the delivery interface has no delivery-policy function"))?;
-        let mut results = [Val::Bool(false)];
-        self.bounded(
-            CALL,
-            deadline,
-            func.call_async(&mut store, &[], &mut results),
-        )
-        .await?;
-        match &results[0] {
-            Val::Enum(case) if case == "queue-all" => Ok(DeliveryPolicy::QueueAll),
-            Val::Enum(case) if case == "latest-value" => Ok(DeliveryPolicy::LatestValue),
-            _ => Err(trap("unexpected delivery policy")),
-        }
+
+        let delivery = match call(DELIVERY_INTERFACE, "delivery-policy").await? {
+            None => DeliveryPolicy::QueueAll,
+            Some(Val::Enum(case)) if case == "queue-all" => DeliveryPolicy::QueueAll,
+            Some(Val::Enum(case)) if case == "latest-value" => DeliveryPolicy::LatestValue,
+            Some(_) => return Err(unexpected("delivery-policy", "delivery policy")),
+        };
+        let retention = match call(RETENTION_INTERFACE, "retention-policy").await? {
+            None => Retention::NONE,
+            Some(Val::Record(fields)) => {
+                let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+                match (
+                    field("snapshot"),
+                    field("history-size"),
+                    field("history-ttl-ms"),
+                ) {
+                    (Some(Val::Bool(snapshot)), Some(Val::U32(size)), Some(Val::U32(ttl_ms))) => {
+                        check_retention(*snapshot, *size, *ttl_ms)?
+                    }
+                    _ => return Err(unexpected("retention-policy", "retention settings")),
+                }
+            }
+            Some(_) => return Err(unexpected("retention-policy", "retention settings")),
+        };
+        Ok((delivery, retention))
     }
 
     async fn ask_info(&self, instance: &mut Instance) -> Result<RouteInfo, LoadError> {
@@ -426,6 +469,45 @@ impl PluginEngine {
 fn find_authorize(component: &Component) -> Option<ComponentExportIndex> {
     let iface = component.get_export_index(None, AUTHORIZE_INTERFACE)?;
     component.get_export_index(Some(&iface), "authorize")
+}
+
+/// The route's retention settings, or why they are refused: within the
+/// bounds, and a history has both a size and a TTL (a size without a TTL
+/// would keep updates forever; a TTL without a size keeps nothing, and is
+/// more likely a mistake than a wish).
+fn check_retention(snapshot: bool, history_size: u32, ttl_ms: u32) -> Result<Retention, LoadError> {
+    let history_ttl = std::time::Duration::from_millis(ttl_ms.into());
+    let bad = |problem: String| Err(LoadError::BadRetention(problem));
+    if history_size > MAX_HISTORY_SIZE {
+        return bad(format!(
+            "history-size {history_size} is over the limit of {MAX_HISTORY_SIZE}"
+        ));
+    }
+    if history_ttl > MAX_HISTORY_TTL {
+        return bad(format!(
+            "history-ttl-ms {ttl_ms} is over the limit of {} (one day)",
+            MAX_HISTORY_TTL.as_millis()
+        ));
+    }
+    match (history_size, ttl_ms) {
+        (0, 0) => {}
+        (0, _) => {
+            return bad(format!(
+                "history-ttl-ms is {ttl_ms} but history-size is 0 (no history): set both or neither"
+            ));
+        }
+        (_, 0) => {
+            return bad(format!(
+                "history-size is {history_size} but history-ttl-ms is 0: a history needs a TTL"
+            ));
+        }
+        _ => {}
+    }
+    Ok(Retention {
+        snapshot,
+        history_size,
+        history_ttl,
+    })
 }
 
 /// Longest reason kept from a plugin's answer or a trap: a reason is shown
@@ -527,7 +609,35 @@ fn first_line(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::semver_compatible;
+    use super::{MAX_HISTORY_SIZE, check_retention, semver_compatible};
+    use std::time::Duration;
+
+    #[test]
+    fn retention_bounds() {
+        let ok = check_retention(true, 500, 600_000).unwrap();
+        assert!(ok.snapshot && ok.has_history());
+        assert_eq!(ok.history_ttl, Duration::from_secs(600));
+        assert!(!check_retention(true, 0, 0).unwrap().has_history());
+        assert!(check_retention(false, MAX_HISTORY_SIZE, 86_400_000).is_ok());
+        for (size, ttl, says) in [
+            (
+                MAX_HISTORY_SIZE + 1,
+                1000,
+                "history-size 100001 is over the limit of 100000",
+            ),
+            (
+                10,
+                86_400_001,
+                "history-ttl-ms 86400001 is over the limit of 86400000",
+            ),
+            (0, 1000, "set both or neither"),
+            (10, 0, "a history needs a TTL"),
+        ] {
+            let e = check_retention(false, size, ttl).unwrap_err().to_string();
+            assert!(e.starts_with("invalid retention settings: "), "{e}");
+            assert!(e.contains(says), "{e}");
+        }
+    }
 
     #[test]
     fn contract_versions() {

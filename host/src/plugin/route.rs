@@ -44,6 +44,38 @@ impl std::fmt::Display for DeliveryPolicy {
     }
 }
 
+/// What the host keeps of a route's updates (the optional WIT `retention`
+/// interface; [`Retention::NONE`] when the plugin does not export it).
+/// Checked at load: a history has a size and a TTL, or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Retention {
+    /// Send a new subscription each key's last update.
+    pub snapshot: bool,
+    /// Updates kept per key for recovery; 0: no history, no offsets.
+    pub history_size: u32,
+    /// How long an update stays in the history (zero without one).
+    #[serde(rename = "history_ttl_ms", serialize_with = "as_millis")]
+    pub history_ttl: Duration,
+}
+
+impl Retention {
+    /// No snapshot, no history: a plugin built against contract 0.1.0-0.1.2.
+    pub const NONE: Retention = Retention {
+        snapshot: false,
+        history_size: 0,
+        history_ttl: Duration::ZERO,
+    };
+
+    /// Whether updates get offsets and are kept for recovery.
+    pub fn has_history(&self) -> bool {
+        self.history_size > 0
+    }
+}
+
+fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// A route's identity, as its plugin reports it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RouteInfo {
@@ -74,6 +106,8 @@ pub struct Plugin {
     pub loaded_at: SystemTime,
     /// What happens to slow clients of this route.
     pub delivery: DeliveryPolicy,
+    /// Snapshots and history of its updates.
+    pub retention: Retention,
     /// The optional `authorize` function, if the plugin exports it.
     pub(super) authorize: Option<ComponentExportIndex>,
     /// How its machine code was obtained.
