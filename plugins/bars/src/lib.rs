@@ -1,5 +1,7 @@
 //! The `bars` route: OHLCV bars. Models only; the topic is the default one.
 
+use std::time::Duration;
+
 use ws_router_sdk::prelude::*;
 
 /// Subscribe to the bars of one symbol at one resolution.
@@ -35,6 +37,11 @@ pub struct Bars;
 impl Route for Bars {
     const NAME: &'static str = "bars";
     const TAGS: &'static [&'static str] = &["datafeed"];
+    /// A chart wants the current bar at once, and no hole after a
+    /// reconnect: ten minutes of bars (500 updates) can be recovered.
+    const RETENTION: Retention = Retention::NONE
+        .with_snapshot()
+        .with_history(500, Duration::from_secs(10 * 60));
     type Request = BarsSubscriptionRequest;
     type Data = Bar;
 }

@@ -6,6 +6,8 @@
 //! not public. Every update matters (a fill must not be skipped), so a
 //! client that cannot keep up is disconnected rather than left behind.
 
+use std::time::Duration;
+
 use ws_router_sdk::prelude::*;
 use ws_router_sdk::schemars::{JsonSchema, JsonSchema_repr, Schema};
 
@@ -117,6 +119,12 @@ impl Route for Orders {
     // Every order state matters: a slow client is disconnected (4008)
     // rather than silently missing a fill.
     const DELIVERY: Delivery = Delivery::QueueAll;
+    // History, so that a client that reconnects recovers every change it
+    // missed (an hour, up to 1,000 per account), or learns it must refetch
+    // the account's orders. No snapshot: the key is the account, and its
+    // last update is one order, which a new subscriber could take for the
+    // whole book; the book comes from the broker, the changes from here.
+    const RETENTION: Retention = Retention::NONE.with_history(1_000, Duration::from_secs(60 * 60));
     type Request = OrdersSubscriptionRequest;
     type Data = PlacedOrder;
 

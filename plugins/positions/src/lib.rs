@@ -6,6 +6,8 @@
 //! matters (a closing update must not be skipped), so a client that cannot
 //! keep up is disconnected rather than left with a stale book.
 
+use std::time::Duration;
+
 use ws_router_sdk::prelude::*;
 use ws_router_sdk::schemars::{JsonSchema, JsonSchema_repr};
 
@@ -57,6 +59,12 @@ impl Route for Positions {
     // Every change matters: a slow client is disconnected (4008) rather
     // than silently missing one.
     const DELIVERY: Delivery = Delivery::QueueAll;
+    // History, so that a client that reconnects recovers every change it
+    // missed (an hour, up to 1,000 per account), or learns it must refetch
+    // the account's positions. No snapshot: the key is the account, and its
+    // last update is one position, which a new subscriber could take for the
+    // whole book; the book comes from the broker, the changes from here.
+    const RETENTION: Retention = Retention::NONE.with_history(1_000, Duration::from_secs(60 * 60));
     type Request = PositionsSubscriptionRequest;
     type Data = Position;
 

@@ -100,6 +100,9 @@ impl Route for Quotes {
     const TAGS: &'static [&'static str] = &["datafeed"];
     /// A slow client wants the current quote, not a backlog.
     const DELIVERY: Delivery = Delivery::LatestValue;
+    /// The same for a new subscription: the last quote at once. No
+    /// history: after a reconnect, the current quote is all that matters.
+    const RETENTION: Retention = Retention::NONE.with_snapshot();
     type Request = QuoteDataSubscriptionRequest;
     type Data = QuoteData;
 

@@ -4,6 +4,8 @@
 //! the request `{"symbols":["AAPL"]}`); a subscription to several symbols
 //! is reached by each.
 
+use std::time::Duration;
+
 use ws_router_sdk::prelude::*;
 
 /// Subscribe to the trades of one or more symbols.
@@ -43,6 +45,10 @@ pub struct Trades;
 impl Route for Trades {
     const NAME: &'static str = "trades";
     const TAGS: &'static [&'static str] = &["trading"];
+    /// A tape must not have a hole after a reconnect: five minutes (1,000
+    /// trades per symbol) can be recovered. No snapshot: the last trade
+    /// alone is not a state a new subscriber needs.
+    const RETENTION: Retention = Retention::NONE.with_history(1_000, Duration::from_secs(5 * 60));
     type Request = TradeSubscriptionRequest;
     type Data = Trade;
 

@@ -40,7 +40,9 @@
 //! Version and description come from the plugin's `Cargo.toml`.
 //!
 //! A route that decides who may subscribe overrides [`Route::authorize`];
-//! the default allows every subscription.
+//! the default allows every subscription. A route whose clients should see
+//! a value at once, or recover what they missed across a reconnect, sets
+//! [`Route::RETENTION`]; the default keeps nothing.
 
 mod claims;
 pub mod topic;
@@ -67,7 +69,9 @@ pub use ws_router_sdk_macros::model;
 
 /// Everything a route file needs: `use ws_router_sdk::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Claims, Delivery, Route, TopicError, model, serde_json, topic::default_topic};
+    pub use crate::{
+        Claims, Delivery, Retention, Route, TopicError, model, serde_json, topic::default_topic,
+    };
 }
 
 /// Why a request cannot be subscribed to; the message reaches the client.
@@ -90,6 +94,58 @@ pub enum Delivery {
     LatestValue,
 }
 
+/// What the host keeps of this route's updates (the WIT `retention`
+/// interface): a snapshot (each key's last update, sent to a new
+/// subscription at once) and a history (each key's latest updates, which a
+/// client that reconnects recovers by offset). Built in a `const`:
+///
+/// ```
+/// use std::time::Duration;
+/// use ws_router_sdk::Retention;
+/// const BARS: Retention = Retention::NONE
+///     .with_snapshot()
+///     .with_history(500, Duration::from_secs(600));
+/// # assert!(BARS.snapshot);
+/// ```
+///
+/// The host refuses the plugin at load when the history is over 100,000
+/// updates or one day, or has a size without a TTL or the reverse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Send a new subscription the last update of each of its keys.
+    pub snapshot: bool,
+    /// Updates kept per key for recovery; 0 keeps none.
+    pub history_size: u32,
+    /// How long an update stays in the history.
+    pub history_ttl: std::time::Duration,
+}
+
+impl Retention {
+    /// No snapshot, no history (the default).
+    pub const NONE: Retention = Retention {
+        snapshot: false,
+        history_size: 0,
+        history_ttl: std::time::Duration::ZERO,
+    };
+
+    /// The same, with a snapshot.
+    pub const fn with_snapshot(self) -> Retention {
+        Retention {
+            snapshot: true,
+            ..self
+        }
+    }
+
+    /// The same, keeping each key's latest `size` updates for at most `ttl`.
+    pub const fn with_history(self, size: u32, ttl: std::time::Duration) -> Retention {
+        Retention {
+            history_size: size,
+            history_ttl: ttl,
+            ..self
+        }
+    }
+}
+
 /// A route: its name, its models and how its requests map to topics.
 pub trait Route {
     /// The name clients use in frame types: `<NAME>.subscribe`.
@@ -98,6 +154,8 @@ pub trait Route {
     const TAGS: &'static [&'static str] = &[];
     /// What happens to a client that cannot keep up (see [`Delivery`]).
     const DELIVERY: Delivery = Delivery::QueueAll;
+    /// Snapshot and history of its updates (see [`Retention`]).
+    const RETENTION: Retention = Retention::NONE;
 
     /// What a client sends to subscribe. Defaults (`#[serde(default)]`) are
     /// applied before the topic is built; unknown fields are ignored.
@@ -173,6 +231,18 @@ pub mod __private {
         }
     }
 
+    pub fn retention<R: Route>()
+    -> crate::bindings::exports::ws_router::plugin::retention::RetentionSettings {
+        let r = R::RETENTION;
+        crate::bindings::exports::ws_router::plugin::retention::RetentionSettings {
+            snapshot: r.snapshot,
+            history_size: r.history_size,
+            // Over u32 is over the host's bound too: saturate, and the host
+            // names the problem at load.
+            history_ttl_ms: u32::try_from(r.history_ttl.as_millis()).unwrap_or(u32::MAX),
+        }
+    }
+
     /// The WIT `authorize` call: parses both texts and asks the route.
     /// Anything unreadable refuses: a subscription is never allowed by
     /// accident.
@@ -198,8 +268,9 @@ pub mod __private {
 }
 
 /// Export a [`Route`] as the plugin's `ws-router:plugin/route` interface
-/// (and `ws-router:plugin/delivery`, declaring [`Route::DELIVERY`], and
-/// `ws-router:plugin/authorize`, calling [`Route::authorize`]).
+/// (and `ws-router:plugin/delivery`, declaring [`Route::DELIVERY`],
+/// `ws-router:plugin/authorize`, calling [`Route::authorize`], and
+/// `ws-router:plugin/retention`, declaring [`Route::RETENTION`]).
 /// Use it once per plugin crate.
 #[macro_export]
 macro_rules! export_route {
@@ -235,7 +306,14 @@ macro_rules! export_route {
                     $crate::__private::authorize::<$route>(&claims, &request)
                 }
             }
-    $crate::bindings::__export_route_plugin!(__RoutePlugin with_types_in $crate::bindings);
+            impl $crate::bindings::exports::ws_router::plugin::retention::Guest for __RoutePlugin {
+                fn retention_policy()
+                -> $crate::bindings::exports::ws_router::plugin::retention::RetentionSettings
+                {
+                    $crate::__private::retention::<$route>()
+                }
+    }
+            $crate::bindings::__export_route_plugin!(__RoutePlugin with_types_in $crate::bindings);
         };
     };
 }
