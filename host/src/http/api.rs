@@ -19,7 +19,7 @@ use crate::{
         publish::{Address, PublishError, Receipt, Update},
         reload::PluginFileView,
     },
-    plugin::{DeliveryPolicy, Problem, RouteInfo},
+    plugin::{DeliveryPolicy, Problem, RouteInfo, route::Retention},
     protocol::Status,
 };
 
@@ -267,6 +267,8 @@ struct RouteView<'a> {
     #[serde(flatten)]
     info: &'a RouteInfo,
     delivery: DeliveryPolicy,
+    /// Snapshot and history (contract 0.1.3; none for older plugins).
+    retention: Retention,
     /// Plugin calls that trapped, timed out or returned invalid output.
     failures: u64,
     request_schema: &'a Value,
@@ -281,6 +283,7 @@ pub async fn routes(State(host): State<Arc<Host>>) -> impl IntoResponse {
         .map(|p| RouteView {
             info: &p.info,
             delivery: p.delivery,
+            retention: p.retention,
             failures: p.failures(),
             request_schema: &p.request_schema.source,
             data_schema: &p.data_schema.source,
