@@ -5,6 +5,8 @@ environment where `pip install <ws-router>/sdk/python` installed the SDK:
 `componentize-py -d ../../wit -w route-plugin componentize app -o news.wasm`).
 """
 
+from datetime import timedelta
+
 import ws_router
 from models import Headline, NewsSubscriptionRequest
 
@@ -19,6 +21,10 @@ class News(ws_router.RouteDefinition):
     tags = ["news"]
     Request = NewsSubscriptionRequest
     Data = Headline
+    # A reader who reconnects gets the headlines missed meanwhile (an hour,
+    # up to 100 per symbol and language). No snapshot: a new subscriber
+    # wants new headlines, not a stale one at once.
+    retention = ws_router.Retention(history_size=100, history_ttl=timedelta(hours=1))
 
     # The topic is the default (canonical) one; publications are routed per
     # symbol, so one headline reaches every subscription naming its symbol.
@@ -31,5 +37,6 @@ class News(ws_router.RouteDefinition):
 
 
 # The component's exports: componentize-py looks up one class per WIT
-# interface in this module (`route` -> `Route`, `delivery` -> `Delivery`).
+# interface in this module (`route` -> `Route`, `delivery` -> `Delivery`, and
+# `Authorize` and `Retention`, which export() defines here too).
 Route, Delivery = ws_router.export(News)

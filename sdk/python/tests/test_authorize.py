@@ -9,6 +9,7 @@ import sys
 import types
 import unittest
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Optional
 
 
@@ -120,12 +121,20 @@ class Bindings:
             TopicError_InvalidRequest=lambda m: ("invalid-request", m),
             TopicError_Internal=lambda m: ("internal", m),
         )
+        @dataclass
+        class RetentionSettings:
+            snapshot: bool
+            history_size: int
+            history_ttl_ms: int
+
         exports = types.SimpleNamespace(
             Route=object,
             Delivery=object,
             Authorize=object,
+            Retention=object,
             route=route,
             delivery=types.SimpleNamespace(Policy=Policy),
+            retention=types.SimpleNamespace(RetentionSettings=RetentionSettings),
         )
         self.modules = {
             "componentize_py_types": types.SimpleNamespace(Err=Err),
@@ -133,6 +142,7 @@ class Bindings:
             "wit_world.exports": exports,
             "wit_world.exports.route": route,
             "wit_world.exports.delivery": exports.delivery,
+            "wit_world.exports.retention": exports.retention,
         }
         self.saved = {name: sys.modules.get(name) for name in self.modules}
         sys.modules.update(self.modules)
@@ -167,6 +177,21 @@ class Glue(unittest.TestCase):
                 authorize.authorize(TOKEN, '{"accountId":"A2"}')
             self.assertEqual(refused.exception.value, 'account "A2" is not among this token\'s accounts')
 
+    def test_retention_defaults_to_nothing_and_reaches_the_host_in_milliseconds(self):
+        with Bindings() as b:
+            app = b.app("ws_router.export(Open)", Open=Open)
+            settings = app.Retention().retention_policy()
+            self.assertEqual((settings.snapshot, settings.history_size, settings.history_ttl_ms), (False, 0, 0))
+
+            class Kept(Open):
+                retention = ws_router.Retention(
+                    snapshot=True, history_size=500, history_ttl=timedelta(minutes=10)
+                )
+
+            app = b.app("ws_router.export(Kept)", Kept=Kept)
+            settings = app.Retention().retention_policy()
+            self.assertEqual((settings.snapshot, settings.history_size, settings.history_ttl_ms), (True, 500, 600_000))
+
     def test_apps_written_for_0_1_1_keep_working(self):
         with Bindings() as b:
             app = b.app("Route, Delivery = ws_router.export(Open)", Open=Open)
@@ -179,6 +204,32 @@ class Glue(unittest.TestCase):
         exec("exports = ws_router.export(Open)", app.__dict__)
         self.assertEqual(tuple(app.exports), (None, None))
         self.assertFalse(hasattr(app, "Authorize"))
+
+
+class RetentionSettings(unittest.TestCase):
+    def test_out_of_bounds_settings_fail_the_build_with_the_reason(self):
+        for kwargs, says in [
+            ({"history_size": 100_001, "history_ttl": timedelta(seconds=1)}, "from 0 to 100000"),
+            ({"history_size": -1}, "from 0 to 100000"),
+            ({"history_size": True}, "from 0 to 100000"),
+            ({"history_size": 10, "history_ttl": timedelta(days=1, milliseconds=1)}, "from 0 to one day"),
+            ({"history_size": 10, "history_ttl": 60}, "must be a timedelta"),
+            ({"history_size": 10}, "needs both history_size and history_ttl"),
+            ({"history_ttl": timedelta(seconds=5)}, "needs both history_size and history_ttl"),
+        ]:
+            with self.assertRaises(ValueError, msg=kwargs) as refused:
+                ws_router.Retention(**kwargs)
+            self.assertIn(says, str(refused.exception))
+        with self.assertRaises(TypeError):
+            ws_router.Retention(snapshot=1)
+
+    def test_a_route_whose_retention_is_not_one_is_refused(self):
+        class Wrong(Open):
+            retention = {"snapshot": True}
+
+        with self.assertRaises(TypeError) as refused:
+            ws_router.export(Wrong)
+        self.assertIn("Wrong.retention must be a ws_router.Retention", str(refused.exception))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Write a ws-router route in Python.
 
 A route is its models (dataclasses or TypedDicts) and, only if it needs them,
-a key function and an ``authorize`` method deciding who may subscribe. ``componentize-py`` turns the app module into a WebAssembly
+a key function, an ``authorize`` method deciding who may subscribe and a
+``retention`` (snapshot, history). ``componentize-py`` turns the app module into a WebAssembly
 component exporting ``ws-router:plugin/route`` (``wit/ws-router.wit``)::
 
     from dataclasses import dataclass
@@ -23,19 +24,20 @@ component exporting ``ws-router:plugin/route`` (``wit/ws-router.wit``)::
         Data = Headline
 
     # Defines the classes componentize-py exports, one per WIT interface
-    # (Route, Delivery, Authorize), in this module.
+    # (Route, Delivery, Authorize, Retention), in this module.
     ws_router.export(News)
 
 Install it into the route's virtual environment (``pip install
 <ws-router>/sdk/python``); componentize-py finds it there.
 """
 
-from .route import Exports, Forbidden, RouteDefinition, export
+from .route import Exports, Forbidden, Retention, RouteDefinition, export
 from .schema import InvalidRequest, from_json, json_schema, to_json
 from .topic import canonical_json, default_topic
 
 __all__ = [
     "RouteDefinition",
+    "Retention",
     "export",
     "Exports",
     "InvalidRequest",

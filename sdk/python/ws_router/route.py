@@ -1,7 +1,10 @@
 """A route: its name, its models, how its requests map to topics and who
 may subscribe, and the glue that exports it as the plugin's
-``ws-router:plugin/route`` (with ``delivery`` and ``authorize``)."""
+``ws-router:plugin/route`` (with ``delivery``, ``authorize`` and
+``retention``)."""
 
+import dataclasses
+import datetime
 import json
 import sys
 from typing import Any, ClassVar, NamedTuple, Optional, Sequence
@@ -13,6 +16,54 @@ from .topic import default_topic
 class Forbidden(Exception):
     """Raised by ``RouteDefinition.authorize`` to refuse a subscription; the
     message is the client's error reply."""
+
+
+#: The host's bounds on a history (it refuses a plugin beyond them at load).
+MAX_HISTORY_SIZE = 100_000
+MAX_HISTORY_TTL = datetime.timedelta(days=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Retention:
+    """What the host keeps of a route's updates: a snapshot (each key's
+    last update, sent to a new subscription at once) and a history (each
+    key's latest ``history_size`` updates, for at most ``history_ttl``,
+    which a client that reconnects recovers by offset). The default keeps
+    nothing::
+
+        retention = ws_router.Retention(
+            snapshot=True, history_size=100, history_ttl=timedelta(hours=1))
+
+    A history has both a size (at most 100,000) and a TTL (at most a day),
+    or neither."""
+
+    snapshot: bool = False
+    history_size: int = 0
+    history_ttl: datetime.timedelta = datetime.timedelta(0)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.snapshot, bool):
+            raise TypeError(f"Retention.snapshot must be a bool, not {self.snapshot!r}")
+        size = self.history_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_HISTORY_SIZE:
+            raise ValueError(
+                f"Retention.history_size must be an int from 0 to {MAX_HISTORY_SIZE}, not {size!r}"
+            )
+        ttl = self.history_ttl
+        if not isinstance(ttl, datetime.timedelta) or not datetime.timedelta(0) <= ttl <= MAX_HISTORY_TTL:
+            raise ValueError(
+                f"Retention.history_ttl must be a timedelta from 0 to one day, not {ttl!r}"
+            )
+        if (size == 0) != (ttl == datetime.timedelta(0)):
+            raise ValueError(
+                "Retention: a history needs both history_size and history_ttl (or neither), "
+                f"not history_size={size} and history_ttl={ttl}"
+            )
+
+    @property
+    def history_ttl_ms(self) -> int:
+        """The TTL in whole milliseconds, as the contract carries it."""
+        return self.history_ttl // datetime.timedelta(milliseconds=1)
 
 
 class RouteDefinition:
@@ -35,6 +86,9 @@ class RouteDefinition:
     #: (disconnect it, close code 4008) or ``"latest-value"`` (replace its
     #: queued update of a topic by the newer one).
     delivery: ClassVar[str] = "queue-all"
+    #: What the host keeps of the route's updates for new subscriptions
+    #: (snapshot) and reconnecting clients (history): a ``Retention``.
+    retention: ClassVar[Retention] = Retention()
 
     def topic(self, request: Any) -> str:
         """The name of the subscription, sent back to the client. Keep the
@@ -104,7 +158,7 @@ def export(definition: type[RouteDefinition]) -> Exports:
     """Define the component's exports for ``definition`` in the module that
     calls it: componentize-py looks up one class per WIT interface there
     (``route`` -> ``Route``, ``delivery`` -> ``Delivery``, ``authorize`` ->
-    ``Authorize``). Call it at the end of the app module given to
+    ``Authorize``, ``retention`` -> ``Retention``). Call it at the end of the app module given to
     ``componentize-py componentize``::
 
         ws_router.export(VenueStatus)
@@ -122,6 +176,11 @@ def export(definition: type[RouteDefinition]) -> Exports:
             f"{definition.__name__}.delivery must be 'queue-all' or 'latest-value', "
             f"not {definition.delivery!r}"
         )
+    if not isinstance(definition.retention, Retention):
+        raise TypeError(
+            f"{definition.__name__}.retention must be a ws_router.Retention, "
+            f"not {definition.retention!r}"
+        )
     route = definition()
     # Built now, so that a model the SDK cannot describe fails the build
     # (and a plain-CPython import of the app), not the first call.
@@ -135,6 +194,7 @@ def export(definition: type[RouteDefinition]) -> Exports:
         from componentize_py_types import Err
         from wit_world import exports
         from wit_world.exports import delivery as wit_delivery
+        from wit_world.exports import retention as wit_retention
         from wit_world.exports import route as wit
     except ImportError:
         return Exports(None, None)
@@ -182,5 +242,16 @@ def export(definition: type[RouteDefinition]) -> Exports:
             except Forbidden as e:
                 raise Err(str(e))
 
-    caller.update(Route=Route, Delivery=Delivery, Authorize=Authorize)
+    settings = wit_retention.RetentionSettings(
+        snapshot=route.retention.snapshot,
+        history_size=route.retention.history_size,
+        history_ttl_ms=route.retention.history_ttl_ms,
+    )
+
+    # Not named Retention here: that is the settings class of this module.
+    class RetentionExport(exports.Retention):
+        def retention_policy(self) -> "wit_retention.RetentionSettings":
+            return settings
+
+    caller.update(Route=Route, Delivery=Delivery, Authorize=Authorize, Retention=RetentionExport)
     return Exports(Route, Delivery)
