@@ -24,16 +24,19 @@ const OrderbookSnapshot = Type.Object(
   { description: "The top levels of the book, best first." },
 );
 
-// The component's exports, one per WIT interface: the route, and how slow
+// The component's exports, one per WIT interface: the route, how slow
 // clients are treated (each update is a whole snapshot, so a client that
-// cannot keep up is sent the newest book instead of being disconnected).
-export const { route, delivery } = defineRoute({
+// cannot keep up is sent the newest book instead of being disconnected), and
+// what the host keeps (the newest book for a new subscriber at once; no
+// history: after a reconnect, the newest book is all a client needs).
+export const { route, delivery, retention } = defineRoute({
   name: "orderbook",
   version: "0.1.0",
   description:
     "Order book snapshots of one symbol. Subscribe with a symbol, a depth and a tick size; each update is a snapshot of the top levels.",
   tags: ["datafeed"],
   delivery: "latest-value",
+  retention: { snapshot: true },
   request: OrderbookSubscriptionRequest,
   data: OrderbookSnapshot,
   // The topic is the default (canonical) one and so is the key. One rule

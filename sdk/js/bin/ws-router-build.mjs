@@ -15,7 +15,7 @@
 // module and fills in what it leaves out from its `route` (defineRoute's
 // result carries them all), so a route written before an interface existed
 // (`export const { route, delivery } = ...`) still builds, with its own
-// `authorize` if it defines one.
+// `authorize` and `retention` if it defines them.
 
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -47,9 +47,10 @@ try {
     `export const route = exported.route;`,
     `export const delivery = exported.delivery ?? plugin?.delivery;`,
     `export const authorize = exported.authorize ?? plugin?.authorize;`,
-    `const missing = Object.entries({ route, delivery, authorize }).filter(([, v]) => v === undefined).map(([k]) => k);`,
+    `export const retention = exported.retention ?? plugin?.retention;`,
+    `const missing = Object.entries({ route, delivery, authorize, retention }).filter(([, v]) => v === undefined).map(([k]) => k);`,
     `if (missing.length > 0) throw new Error(${JSON.stringify(`${source} does not export `)} + missing.join(", ") + ` +
-      JSON.stringify(": export defineRoute's result (export const { route, delivery, authorize } = defineRoute({...}))") +
+      JSON.stringify(": export defineRoute's result (export const { route, delivery, authorize, retention } = defineRoute({...}))") +
       `);`,
   ].join("\n");
   try {

@@ -1,14 +1,14 @@
 // Write a ws-router route in JavaScript or TypeScript.
 //
 // A route is its models (TypeBox schemas: JSON Schema with static types)
-// and, only if it needs them, a key function and an `authorize` function
-// deciding who may subscribe. `ws-router-build` bundles the module and
+// and, only if it needs them, a key function, an `authorize` function
+// deciding who may subscribe and a `retention` (snapshot, history). `ws-router-build` bundles the module and
 // turns it into a WebAssembly component exporting the interfaces of
 // wit/ws-router.wit:
 //
 //     import { defineRoute, Type } from "ws-router-sdk";
 //
-//     export const { route, delivery, authorize } = defineRoute({
+//     export const { route, delivery, authorize, retention } = defineRoute({
 //       name: "orderbook",
 //       request: Type.Object({ symbol: Type.String(), depth: Type.Integer({ default: 10 }) }),
 //       data: Type.Object({ time: Type.Integer() }),
@@ -35,6 +35,23 @@ const JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema";
 export type Delivery = "queue-all" | "latest-value";
 
 /**
+ * What the host keeps of this route's updates. `snapshot`: a new
+ * subscription is sent each key's last update at once. `historySize` and
+ * `historyTtlMs`: each key's latest updates, kept so that a client that
+ * reconnects recovers what it missed (by offset); both or neither, at most
+ * 100,000 updates and one day. Default: nothing kept.
+ */
+export interface Retention {
+  snapshot?: boolean;
+  historySize?: number;
+  historyTtlMs?: number;
+}
+
+/** The host's bounds on a history (it refuses a plugin beyond them at load). */
+export const MAX_HISTORY_SIZE = 100_000;
+export const MAX_HISTORY_TTL_MS = 86_400_000;
+
+/**
  * A client's verified token claims (a JSON object), as the host passes
  * them to `authorize`: `sub` (who the token was issued to), `accounts`,
  * `routes`, and whatever else the issuer put in. Their shape is not
@@ -54,6 +71,8 @@ export interface RouteDefinition<Request extends TSchema, Data extends TSchema> 
   tags?: readonly string[];
   /** See {@link Delivery}; default "queue-all". */
   delivery?: Delivery;
+  /** See {@link Retention}; default: no snapshot, no history. */
+  retention?: Retention;
   /**
    * What a client sends to subscribe. A property with a `default` is
    * optional for clients (the published schema does not require it) and
@@ -110,16 +129,22 @@ export interface AuthorizeExport {
   authorize(claims: string, request: string): void;
 }
 
+/** The WIT `retention` interface (the `retention-settings` record). */
+export interface RetentionExport {
+  retentionPolicy(): { snapshot: boolean; historySize: number; historyTtlMs: number };
+}
+
 /**
  * The plugin's exports, one per WIT interface, to export under these names:
- * `export const { route, delivery, authorize } = defineRoute({...})`.
- * (`ws-router-build` supplies `delivery` and `authorize` from `route` for
- * a module that exports `route` alone, as routes written before 0.1.2 do.)
+ * `export const { route, delivery, authorize, retention } = defineRoute({...})`.
+ * (`ws-router-build` supplies the others from `route` for a module that
+ * exports fewer, as routes written before 0.1.3 do.)
  */
 export interface RoutePlugin {
   route: RouteExport;
   delivery: DeliveryExport;
   authorize: AuthorizeExport;
+  retention: RetentionExport;
 }
 
 /**
@@ -153,7 +178,7 @@ export class Forbidden extends Error {
   }
 }
 
-/** Define a route; export its result as `export const { route, delivery, authorize } = ...`. */
+/** Define a route; export its result as `export const { route, delivery, authorize, retention } = ...`. */
 export function defineRoute<Request extends TSchema, Data extends TSchema>(
   definition: RouteDefinition<Request, Data>,
 ): RoutePlugin {
@@ -162,6 +187,7 @@ export function defineRoute<Request extends TSchema, Data extends TSchema>(
   if (delivery !== "queue-all" && delivery !== "latest-value") {
     throw new TypeError(`delivery must be "queue-all" or "latest-value", not ${JSON.stringify(delivery)}`);
   }
+  const retention = retentionSettings(definition.retention ?? {});
   for (const [what, schema] of [["request", request], ["data", data]] as const) {
     if (typeof schema !== "object" || schema === null || !(Kind in schema)) {
       throw new TypeError(`${what} must be a TypeBox schema (Type.Object({...})), not ${JSON.stringify(schema)}`);
@@ -222,9 +248,36 @@ export function defineRoute<Request extends TSchema, Data extends TSchema>(
       }
     },
   };
-  const plugin: RoutePlugin = { route, delivery: { deliveryPolicy: () => delivery }, authorize };
+  const plugin: RoutePlugin = {
+    route,
+    delivery: { deliveryPolicy: () => delivery },
+    authorize,
+    retention: { retentionPolicy: () => ({ ...retention }) },
+  };
   Object.defineProperty(route, PLUGIN, { value: plugin });
   return plugin;
+}
+
+/** A route's `retention`, checked (the build fails, not the load), with defaults. */
+function retentionSettings(given: Retention): ReturnType<RetentionExport["retentionPolicy"]> {
+  if (typeof given !== "object" || given === null) {
+    throw new TypeError(`retention must be an object ({ snapshot, historySize, historyTtlMs }), not ${JSON.stringify(given)}`);
+  }
+  const { snapshot = false, historySize = 0, historyTtlMs = 0 } = given;
+  if (typeof snapshot !== "boolean") throw new TypeError(`retention.snapshot must be a boolean, not ${JSON.stringify(snapshot)}`);
+  const bounded = (what: string, n: unknown, max: number) => {
+    if (!Number.isInteger(n) || (n as number) < 0 || (n as number) > max) {
+      throw new RangeError(`retention.${what} must be an integer from 0 to ${max}, not ${JSON.stringify(n)}`);
+    }
+  };
+  bounded("historySize", historySize, MAX_HISTORY_SIZE);
+  bounded("historyTtlMs", historyTtlMs, MAX_HISTORY_TTL_MS);
+  if ((historySize === 0) !== (historyTtlMs === 0)) {
+    throw new RangeError(
+      `retention: a history needs both historySize and historyTtlMs (or neither), not historySize ${historySize} and historyTtlMs ${historyTtlMs}`,
+    );
+  }
+  return { snapshot, historySize, historyTtlMs };
 }
 
 /**

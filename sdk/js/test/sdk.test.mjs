@@ -104,6 +104,32 @@ test("delivery policy: queue-all by default, latest-value on request, nothing el
   );
 });
 
+test("retention: nothing kept by default, settings as given, out of bounds refused", () => {
+  assert.deepEqual(route[Symbol.for("ws-router-sdk.plugin")].retention.retentionPolicy(), {
+    snapshot: false,
+    historySize: 0,
+    historyTtlMs: 0,
+  });
+  const bars = (retention) => defineRoute({ name: "b", retention, request: Type.Object({}), data: Type.Object({}) });
+  assert.deepEqual(bars({ snapshot: true, historySize: 500, historyTtlMs: 600_000 }).retention.retentionPolicy(), {
+    snapshot: true,
+    historySize: 500,
+    historyTtlMs: 600_000,
+  });
+  assert.deepEqual(bars({ snapshot: true }).retention.retentionPolicy(), { snapshot: true, historySize: 0, historyTtlMs: 0 });
+  for (const [retention, says] of [
+    [{ historySize: 100_001, historyTtlMs: 1000 }, /historySize must be an integer from 0 to 100000, not 100001/],
+    [{ historySize: 1.5, historyTtlMs: 1000 }, /historySize must be an integer/],
+    [{ historySize: 10, historyTtlMs: 86_400_001 }, /historyTtlMs must be an integer from 0 to 86400000/],
+    [{ historySize: 10 }, /a history needs both historySize and historyTtlMs/],
+    [{ historyTtlMs: 5000 }, /a history needs both historySize and historyTtlMs/],
+    [{ snapshot: "yes" }, /retention.snapshot must be a boolean/],
+    [5, /retention must be an object/],
+  ]) {
+    assert.throws(() => bars(retention), says, JSON.stringify(retention));
+  }
+});
+
 const accountRequest = Type.Object({ accountId: Type.String(), scope: Type.String({ default: "all" }) });
 const A1 = '{"accountId":"A1"}';
 const TOKEN = '{"sub":"u1","accounts":["A1","A3"],"exp":1700000000}';
@@ -164,5 +190,6 @@ test("a route carries its other exports, for ws-router-build to fill in what a m
   const plugin = perAccount.route[Symbol.for("ws-router-sdk.plugin")];
   assert.equal(plugin.authorize, perAccount.authorize);
   assert.equal(plugin.delivery, perAccount.delivery);
+  assert.equal(plugin.retention, perAccount.retention);
   assert.deepEqual(Object.keys(perAccount.route), ["info", "requestSchema", "dataSchema", "topics"]);
 });

@@ -48,6 +48,16 @@ defineRoute({
   keys: () => [1],
 });
 
+defineRoute({
+  name: "kept",
+  request: Request,
+  data: Type.Object({}),
+  retention: { snapshot: true, historySize: 500, historyTtlMs: 600_000 },
+});
+
+// @ts-expect-error: retention's fields are named in camelCase
+defineRoute({ name: "bad", request: Request, data: Type.Object({}), retention: { history_size: 5 } });
+
 // @ts-expect-error: unknown delivery policy
 defineRoute({ name: "bad", request: Request, data: Type.Object({}), delivery: "latest" });
 
