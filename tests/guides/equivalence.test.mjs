@@ -85,7 +85,15 @@ async function observe(wasm) {
     const info = routes.find((r) => r.name === "equiv");
     client.close();
     const asyncapi = JSON.parse(await sh(`"${hostBinary}" asyncapi --plugins "${host.plugins}"`));
-    return { replies, published, delivery: info.delivery, version: info.version, tags: info.tags, asyncapi: section(asyncapi) };
+    return {
+      replies,
+      published,
+      delivery: info.delivery,
+      retention: info.retention,
+      version: info.version,
+      tags: info.tags,
+      asyncapi: section(asyncapi),
+    };
   } catch (e) {
     e.message += `\n--- host log\n${host.log}`;
     throw e;
@@ -157,12 +165,13 @@ test("one route in Rust, Python and JavaScript: same topics, same verdicts, same
   const ok = seen.rust.replies.filter((r) => r.status === "ok");
   assert.ok(ok.length >= 5 && ok.some((r) => r.topic.includes('"tick":1.0')), JSON.stringify(seen.rust.replies));
   assert.ok(seen.rust.published.flat().includes("error") && seen.rust.published.flat().includes("ok"));
+  assert.deepEqual(seen.rust.retention, { snapshot: true, history_size: 0, history_ttl_ms: 0 });
   for (const lang of ["python", "js"]) {
     assert.deepEqual(seen[lang].replies, seen.rust.replies, `${lang}: subscribe replies`);
     assert.deepEqual(seen[lang].published, seen.rust.published, `${lang}: publish verdicts`);
     assert.deepEqual(
-      [seen[lang].delivery, seen[lang].version, seen[lang].tags],
-      [seen.rust.delivery, seen.rust.version, seen.rust.tags],
+      [seen[lang].delivery, seen[lang].retention, seen[lang].version, seen[lang].tags],
+      [seen.rust.delivery, seen.rust.retention, seen.rust.version, seen.rust.tags],
       `${lang}: route info`,
     );
     assert.deepEqual(seen[lang].asyncapi, seen.rust.asyncapi, `${lang}: AsyncAPI section`);

@@ -23,12 +23,14 @@ const Tick = Type.Object(
   { description: "One tick." },
 );
 
-export const { route, delivery } = defineRoute({
+export const { route, delivery, retention } = defineRoute({
   name: "equiv",
   version: "0.1.0",
   description: "One route, written in Rust, Python and JavaScript: the three must be indistinguishable.",
   tags: ["test"],
   delivery: "latest-value",
+  // Snapshot only: a history would put per-run epochs in the replies compared.
+  retention: { snapshot: true },
   request: EquivRequest,
   data: Tick,
   keys(request) {

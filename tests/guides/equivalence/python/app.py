@@ -41,6 +41,8 @@ class Equiv(ws_router.RouteDefinition):
     description = "One route, written in Rust, Python and JavaScript: the three must be indistinguishable."
     tags = ["test"]
     delivery = "latest-value"
+    # Snapshot only: a history would put per-run epochs in the replies compared.
+    retention = ws_router.Retention(snapshot=True)
     Request = EquivRequest
     Data = Tick
 

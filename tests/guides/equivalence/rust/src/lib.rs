@@ -52,6 +52,8 @@ impl Route for Equiv {
     const NAME: &'static str = "equiv";
     const TAGS: &'static [&'static str] = &["test"];
     const DELIVERY: Delivery = Delivery::LatestValue;
+    // Snapshot only: a history would put per-run epochs in the replies compared.
+    const RETENTION: Retention = Retention::NONE.with_snapshot();
     type Request = EquivRequest;
     type Data = Tick;
 
