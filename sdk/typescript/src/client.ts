@@ -16,6 +16,12 @@ type Op = "subscribe" | "unsubscribe";
 interface Position {
   offset: number;
   epoch: string;
+  /**
+   * Whether the update at `offset` reached the listeners. A position taken
+   * from a subscribe reply has not: the snapshot that may follow carries
+   * that offset, and is delivered once.
+   */
+  delivered: boolean;
 }
 
 interface Listener {
@@ -645,15 +651,38 @@ export class WsRouterClient {
     const renewed = sub.renewing;
     sub.renewing = false;
     const recovered = typeof reply.recovered === "boolean" ? reply.recovered : undefined;
+    const unrecoveredKeys = Object.freeze(this.track(target, reply.positions));
     for (const listener of [...target.listeners.values()]) {
       if (listener.waiter) {
         clearTimeout(listener.waiter.timer);
         listener.waiter.resolve(topic);
         listener.waiter = undefined;
       } else if (renewed && listener.sub === target) {
-        safely(() => listener.options.onResubscribed?.({ topic, recovered }));
+        safely(() => listener.options.onResubscribed?.({ topic, recovered, unrecoveredKeys }));
       }
     }
+  }
+
+  /**
+   * Start tracking each key's position from a subscribe reply (a route with
+   * history sends `positions: {"<key>": {offset, epoch, recovered?}}`).
+   * A key recovered in the same epoch keeps the client's own position: the
+   * replay that follows the reply advances it. Any other key starts at the
+   * host's position, so that the next reconnect can recover from it even if
+   * no update arrives meanwhile. Returns the keys the host could not
+   * recover.
+   */
+  private track(sub: Sub, positions: unknown): string[] {
+    const unrecovered: string[] = [];
+    if (!isObject(positions)) return unrecovered;
+    for (const [key, p] of Object.entries(positions)) {
+      if (!isObject(p) || typeof p.offset !== "number" || typeof p.epoch !== "string") continue;
+      if (p.recovered === false) unrecovered.push(key);
+      const mine = sub.positions.get(key);
+      if (mine && mine.epoch === p.epoch && p.recovered === true) continue;
+      sub.positions.set(key, { offset: p.offset, epoch: p.epoch, delivered: false });
+    }
+    return unrecovered;
   }
 
   private update(route: string, payload: Record<string, unknown>): void {
@@ -665,9 +694,11 @@ export class WsRouterClient {
     const info: UpdateInfo = { route, topic, key };
     if (typeof payload.offset === "number" && typeof payload.epoch === "string") {
       const seen = sub.positions.get(key);
-      // A replay may overlap what was already delivered; show each update once.
-      if (seen && seen.epoch === payload.epoch && payload.offset <= seen.offset) return;
-      sub.positions.set(key, { offset: payload.offset, epoch: payload.epoch });
+      // A replay or a snapshot may repeat what was already delivered; show each update once.
+      if (seen && seen.epoch === payload.epoch && (payload.offset < seen.offset || (payload.offset === seen.offset && seen.delivered))) {
+        return;
+      }
+      sub.positions.set(key, { offset: payload.offset, epoch: payload.epoch, delivered: true });
       info.offset = payload.offset;
       info.epoch = payload.epoch;
     }

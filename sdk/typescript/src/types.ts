@@ -68,8 +68,9 @@ export interface UpdateInfo {
   topic: string;
   /** The routing key it was published to: `key` when the host names one, else the topic. */
   key: string;
-  /** Position in the key's history, when the route keeps one. */
+  /** Position in the key's history, when the route keeps one (offsets of one epoch increase by one per update). */
   offset?: number;
+  /** Changes whenever the host lost the key's history; offsets of different epochs do not compare. */
   epoch?: string;
 }
 
@@ -82,6 +83,12 @@ export interface ResubscribeInfo {
    * not offer recovery or the client had no position to recover from.
    */
   recovered: boolean | undefined;
+  /**
+   * The subscription's keys whose missed updates the host could not replay
+   * (empty when all were, or when the host does not say): refetch the state
+   * behind these.
+   */
+  unrecoveredKeys: readonly string[];
 }
 
 export interface ListenerOptions {
