@@ -95,6 +95,19 @@ pub struct Config {
     )]
     pub log_filter: String,
 
+    /// Redis that joins this host to others as one cluster
+    /// (`redis://HOST:PORT/DB`, `redis://:PASSWORD@HOST:PORT/DB`): a
+    /// publication on any node reaches subscribers on every node, and the
+    /// interest stream is cluster-wide. Without it the host is one node.
+    /// See docs/cluster.md.
+    #[arg(
+        long,
+        env = "WS_ROUTER_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub redis_url: Option<String>,
+
     #[command(flatten)]
     pub access: Access,
 
@@ -327,6 +340,11 @@ pub struct Limits {
     /// write to a client may block.
     #[arg(long, env = "WS_ROUTER_HEARTBEAT_TIMEOUT_MS", default_value_t = 20_000)]
     pub heartbeat_timeout_ms: u64,
+
+    /// Interest streams (`GET /api/v1/interest`) open at once; more are
+    /// answered 503.
+    #[arg(long, env = "WS_ROUTER_MAX_INTEREST_STREAMS", default_value_t = 16)]
+    pub max_interest_streams: usize,
 }
 
 impl Limits {

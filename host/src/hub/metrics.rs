@@ -124,6 +124,8 @@ pub struct State {
     pub queue_bytes: Vec<usize>,
     /// Live plugin instances per route.
     pub plugin_instances: Vec<(Arc<str>, usize)>,
+    /// The Redis broker's state (none in memory).
+    pub broker: Option<super::broker::BrokerState>,
 }
 
 impl Default for Metrics {
@@ -313,6 +315,48 @@ impl Metrics {
             "Bytes queued per connection, over the connections open now",
             depth,
         );
+        if let Some(broker) = &state.broker {
+            let gauge = |n: u64| {
+                let g: Gauge = Gauge::default();
+                g.set(i64::try_from(n).unwrap_or(i64::MAX));
+                g
+            };
+            let counter = |n: u64| {
+                let c: Counter = Counter::default();
+                c.inc_by(n);
+                c
+            };
+            scrape.register(
+                "broker_up",
+                "1 while Redis (the broker between nodes) is reachable, else 0",
+                gauge(u64::from(broker.up)),
+            );
+            scrape.register(
+                "broker_channels",
+                "Redis channels this node is subscribed to (keys with local subscribers)",
+                gauge(broker.channels as u64),
+            );
+            scrape.register(
+                "broker_peers",
+                "Other nodes that want some key now",
+                gauge(broker.peers as u64),
+            );
+            scrape.register(
+                "broker_sent",
+                "Updates handed to Redis for the other nodes",
+                counter(broker.sent),
+            );
+            scrape.register(
+                "broker_unsent",
+                "Updates that reached no other node: Redis was unreachable",
+                counter(broker.unsent),
+            );
+            scrape.register(
+                "broker_received",
+                "Updates received from other nodes through Redis",
+                counter(broker.received),
+            );
+        }
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode_registry(&mut text, &self.registry);

@@ -13,12 +13,16 @@
 //!   path" out.
 //! * [`connections`]: every connected client, for frames sent to all.
 //! * [`metrics`]: what the host counts, for `GET /metrics`.
+//! * [`interest`]: which keys somebody wants, for publishers.
+//! * [`broker`]: publications shared with other nodes (Redis), or not.
 //!
 //! [`Host`] ties them together behind a small API: [`Host::start`],
 //! [`Host::open_session`], [`Host::publish`], [`Host::routes`],
 //! [`Host::plugins`], [`Host::shutdown`].
 
+pub mod broker;
 pub mod connections;
+pub mod interest;
 pub mod metrics;
 pub mod outbox;
 pub mod publish;
@@ -45,7 +49,9 @@ use crate::{
     plugin::{PluginEngine, cache::ArtifactCache},
     protocol,
 };
+use broker::{Broker, BrokerState};
 use connections::{Connections, TooManyConnections};
+use interest::{Interest, InterestStream};
 use metrics::Metrics;
 use outbox::{Frame, Outbox};
 use publish::{PublishError, Receipt, Update};
@@ -73,6 +79,10 @@ pub struct Host {
     metrics: Arc<Metrics>,
     /// Set once the startup plugins are loaded.
     ready: AtomicBool,
+    /// Which keys somebody wants.
+    interest: Arc<Interest>,
+    /// Where publications go beyond this node.
+    broker: Broker,
 }
 
 /// Why the host is not ready to serve (`GET /readyz`).
@@ -95,7 +105,16 @@ impl Host {
                 .ok()
         });
         let routes = Arc::new(RouteTable::default());
-        let registry = Arc::new(Registry::default());
+        let interest = Arc::new(Interest::default());
+        let registry = Arc::new(Registry::watched(Arc::clone(&interest)));
+        interest.count_in(&registry);
+        let broker = match &config.redis_url {
+            Some(url) => Broker::Redis(broker::redis::RedisBroker::new(
+                url,
+                Arc::clone(&interest),
+            )?),
+            None => Broker::Memory,
+        };
         let reloader = Arc::new(Reloader::new(
             engine,
             cache,
@@ -113,6 +132,8 @@ impl Host {
             sessions: TaskTracker::new(),
             metrics,
             ready: AtomicBool::new(false),
+            interest,
+            broker,
         }))
     }
 
@@ -131,6 +152,9 @@ impl Host {
                 self.config.plugins.clone(),
                 self.shutdown.subscribe(),
             );
+        }
+        if let Broker::Redis(redis) = &self.broker {
+            redis.start(self.remote_delivery(), self.shutdown.subscribe());
         }
         let loaded = self.load_plugin_dir().await?;
         self.ready.store(true, Ordering::Release);
@@ -192,6 +216,80 @@ impl Host {
         update: &Update,
         check: publish::DataCheck<'_>,
     ) -> Result<Receipt, PublishError> {
+        let result = self.publish_here(update, check).await;
+        match (&self.broker, result) {
+            (Broker::Memory, result) => result,
+            (broker, Ok(mut receipt)) => {
+                let data = protocol::compact_json(update.data.get());
+                receipt.cluster = broker
+                    .publish(&receipt.route, &receipt.keys, &data)
+                    .outcome()
+                    .await;
+                Ok(receipt)
+            }
+            (_, result) => result,
+        }
+    }
+
+    /// Publish several updates in order, each checked as `check` says; each
+    /// succeeds or fails alone. With Redis, the other nodes are told of the
+    /// batch in one go.
+    pub async fn publish_many_checked(
+        &self,
+        items: Vec<Result<Update, PublishError>>,
+        check: publish::DataCheck<'_>,
+    ) -> Vec<Result<Receipt, PublishError>> {
+        let mut results = Vec::with_capacity(items.len());
+        let mut tickets = Vec::new();
+        for item in items {
+            let result = match item {
+                Ok(update) => {
+                    let result = self.publish_here(&update, check).await;
+                    if let (Broker::Redis(_), Ok(receipt)) = (&self.broker, &result) {
+                        let data = protocol::compact_json(update.data.get());
+                        let ticket = self.broker.publish(&receipt.route, &receipt.keys, &data);
+                        tickets.push((results.len(), ticket));
+                    }
+                    result
+                }
+                Err(e) => Err(e),
+            };
+            results.push(result);
+        }
+        for (i, ticket) in tickets {
+            let cluster = ticket.outcome().await;
+            if let Some(Ok(receipt)) = results.get_mut(i) {
+                receipt.cluster = cluster;
+            }
+        }
+        results
+    }
+
+    /// Delivers updates from other nodes to this node's subscribers.
+    fn remote_delivery(self: &Arc<Self>) -> broker::redis::Deliver {
+        let host = Arc::downgrade(self);
+        Arc::new(move |route, keys, data| {
+            let Some(host) = host.upgrade() else { return };
+            // A route not served here (a plugin not rolled out to this node
+            // yet) has no subscribers here.
+            let Some(plugin) = host.routes.lease(route) else {
+                return;
+            };
+            let fan_out = host.registry.publish(keys, data, plugin.delivery);
+            host.metrics.updates_delivered.inc_by(fan_out.delivered as u64);
+            if fan_out.dropped > 0 {
+                host.metrics
+                    .dropped(metrics::DropReason::slow_consumer, fan_out.dropped as u64);
+            }
+        })
+    }
+
+    /// Publish on this node: check, resolve, deliver, count.
+    async fn publish_here(
+        &self,
+        update: &Update,
+        check: publish::DataCheck<'_>,
+    ) -> Result<Receipt, PublishError> {
         let result = publish::publish(&self.routes, &self.registry, update, check).await;
         match &result {
             Ok(receipt) => {
@@ -218,6 +316,7 @@ impl Host {
             connections_open: self.connections.open(),
             subscriptions: self.registry.subscription_count(),
             keys: self.registry.key_count(),
+            broker: matches!(self.broker, Broker::Redis(_)).then(|| self.broker.state()),
             queue_bytes: self.connections.queued_bytes(),
             plugin_instances: routes
                 .values()
@@ -246,11 +345,14 @@ impl Host {
 
     /// Publish several updates in order; each succeeds or fails alone.
     pub async fn publish_all(&self, updates: &[Update]) -> Vec<Result<Receipt, PublishError>> {
-        let mut results = Vec::with_capacity(updates.len());
-        for update in updates {
-            results.push(self.publish(update).await);
-        }
-        results
+        let items = updates.iter().cloned().map(Ok).collect();
+        self.publish_many_checked(items, publish::DataCheck::Every)
+            .await
+    }
+
+    /// The broker: its engine and whether the other nodes are reachable.
+    pub fn broker(&self) -> BrokerState {
+        self.broker.state()
     }
 
     /// Every route served now, by name.
@@ -276,6 +378,13 @@ impl Host {
     /// Whether publishing to `key` would reach anyone.
     pub fn has_subscribers(&self, key: &str) -> bool {
         self.registry.has_subscribers(key)
+    }
+
+    /// What is wanted: a snapshot of every key with subscribers, then each
+    /// key that gains its first subscriber or loses its last (with the Redis
+    /// broker, on any node).
+    pub fn interest(&self) -> InterestStream {
+        self.interest.stream()
     }
 
     /// Sessions open now.

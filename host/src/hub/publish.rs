@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde_json::{Value, value::RawValue};
 
 use super::{
+    broker::Cluster,
     registry::Registry,
     routes::{RouteTable, UnknownRoute},
 };
@@ -86,6 +87,8 @@ pub struct Receipt {
     pub delivered: usize,
     /// Subscribers disconnected because their queue was full.
     pub dropped: usize,
+    /// Whether the other nodes got it (`None`: one node, no broker).
+    pub cluster: Option<Cluster>,
 }
 
 /// Why an update was not published. The text is for the publisher.
@@ -227,5 +230,6 @@ fn deliver(registry: &Registry, plugin: &Plugin, keys: Vec<Arc<str>>, update: &U
         keys,
         delivered: fan_out.delivered,
         dropped: fan_out.dropped,
+        cluster: None,
     }
 }

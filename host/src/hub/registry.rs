@@ -49,7 +49,10 @@ use std::{
 
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::outbox::{Frame, Outbox, PushError};
+use super::{
+    interest::Interest,
+    outbox::{Frame, Outbox, PushError},
+};
 use crate::{plugin::DeliveryPolicy, protocol};
 
 /// Identifies a connection for its lifetime.
@@ -69,6 +72,8 @@ pub struct Registry {
     /// Keys with at least one subscriber, plus those reserved by
     /// subscriptions being added.
     keys: AtomicUsize,
+    /// Told when a key gains its first subscriber or loses its last.
+    interest: Option<Arc<Interest>>,
 }
 
 type ConnShard = HashMap<ConnId, ConnHeld>;
@@ -215,6 +220,7 @@ impl Default for Registry {
             conns: (0..SHARDS).map(|_| Mutex::default()).collect(),
             subscriptions: AtomicUsize::new(0),
             keys: AtomicUsize::new(0),
+            interest: None,
         }
     }
 }
@@ -242,6 +248,15 @@ fn reserve(counter: &AtomicUsize, n: usize, max: usize) -> Option<Reserved<'_>> 
 }
 
 impl Registry {
+    /// A registry that tells `interest` when a key gains its first
+    /// subscriber or loses its last.
+    pub fn watched(interest: Arc<Interest>) -> Registry {
+        Registry {
+            interest: Some(interest),
+            ..Registry::default()
+        }
+    }
+
     /// Record a connection's subscription and register it under its keys,
     /// if it fits in `bounds`. Returns false (and changes nothing) if the
     /// connection already holds this topic.
@@ -454,6 +469,9 @@ impl Registry {
             let mut shard = self.write(key);
             let entry = shard.entry(Arc::clone(key)).or_insert_with(|| {
                 self.keys.fetch_add(1, Ordering::AcqRel);
+                if let Some(interest) = &self.interest {
+                    interest.local(route, key, true);
+                }
                 KeyEntry {
                     route: Arc::clone(route),
                     groups: HashMap::new(),
@@ -482,6 +500,9 @@ impl Registry {
                 }
             }
             if entry.groups.is_empty() {
+                if let Some(interest) = &self.interest {
+                    interest.local(&entry.route, key, false);
+                }
                 shard.remove(&**key);
                 self.keys.fetch_sub(1, Ordering::AcqRel);
             }
