@@ -16,6 +16,7 @@ use super::auth::Security;
 use crate::{
     hub::{
         Host,
+        broker::Cluster,
         publish::{Address, PublishError, Receipt, Update},
         reload::PluginFileView,
     },
@@ -72,6 +73,10 @@ struct ItemResult<'a> {
     keys: Option<&'a [Arc<str>]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     delivered: Option<usize>,
+    /// With the Redis broker: whether the other nodes got it (`ok`), or
+    /// only this node's subscribers did (`unavailable`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<Cluster>,
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<String>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -86,6 +91,7 @@ impl<'a> From<&'a Result<Receipt, PublishError>> for ItemResult<'a> {
                 route: Some(&receipt.route),
                 keys: Some(&receipt.keys),
                 delivered: Some(receipt.delivered),
+                cluster: receipt.cluster,
                 message: None,
                 errors: &[],
             },
@@ -94,6 +100,7 @@ impl<'a> From<&'a Result<Receipt, PublishError>> for ItemResult<'a> {
                 route: None,
                 keys: None,
                 delivered: None,
+                cluster: None,
                 message: Some(e.to_string()),
                 errors: e.problems(),
             },
@@ -170,13 +177,7 @@ pub async fn publish(
         Ok(items) => items,
         Err(message) => return error_reply(StatusCode::BAD_REQUEST, &message),
     };
-    let mut outcomes = Vec::with_capacity(items.len());
-    for item in items {
-        outcomes.push(match item {
-            Ok(update) => host.publish_checked(&update, check).await,
-            Err(e) => Err(e),
-        });
-    }
+    let outcomes = host.publish_many_checked(items, check).await;
     let delivered = outcomes
         .iter()
         .filter_map(|o| o.as_ref().ok())

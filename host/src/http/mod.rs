@@ -7,6 +7,7 @@
 //! * [`docs`]: the AsyncAPI documents and the documentation page.
 //! * [`conn`]: an accepted TCP connection: counted, closed gracefully.
 //! * [`auth`]: client tokens, browser origins and publisher keys.
+//! * [`interest`]: the keys somebody wants, as Server-Sent Events.
 //!
 //! [`router`] is the whole HTTP API in one chain; [`serve`] accepts
 //! connections and serves it on each with hyper's HTTP/1 server (header
@@ -16,6 +17,7 @@ pub mod api;
 pub mod auth;
 mod conn;
 pub mod docs;
+pub mod interest;
 pub mod ops;
 pub mod ws;
 
@@ -59,11 +61,15 @@ pub fn router(host: &Arc<Host>, security: Arc<Security>) -> Router {
         .route("/api/v1/subscribers", get(api::subscribers))
         .route("/api/v1/routes", get(api::routes))
         .route("/api/v1/plugins", get(api::plugins))
+        .route("/api/v1/interest", get(interest::stream))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .merge(docs::router())
         .layer(axum::Extension(security))
+        .layer(axum::Extension(interest::Streams::new(
+            host.config().limits.max_interest_streams,
+        )))
         .with_state(Arc::clone(host))
 }
 

@@ -31,10 +31,15 @@ pub async fn healthz() -> Response {
 }
 
 /// `GET /readyz`: 200 once the startup plugins are loaded, else 503 saying
-/// what is missing.
+/// what is missing. It reports the broker too, but Redis being away does
+/// not make a node unready: it still serves its own clients, and taking
+/// every node out of the load balancer would turn a partial outage into a
+/// full one.
 pub async fn readyz(State(host): State<Arc<Host>>) -> Response {
     match host.readiness() {
-        Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Ok(()) => {
+            Json(serde_json::json!({ "status": "ready", "broker": host.broker() })).into_response()
+        }
         Err(not_ready) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({ "status": "not ready", "missing": not_ready.missing })),
