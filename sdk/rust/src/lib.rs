@@ -312,8 +312,8 @@ macro_rules! export_route {
                 {
                     $crate::__private::retention::<$route>()
                 }
-    }
-            $crate::bindings::__export_route_plugin!(__RoutePlugin with_types_in $crate::bindings);
+            }
+    $crate::bindings::__export_route_plugin!(__RoutePlugin with_types_in $crate::bindings);
         };
     };
 }
