@@ -92,7 +92,7 @@ build-test-plugins:
     for d in "${dirs[@]}"; do n=$(basename "$d"); cp "{{plugin_target}}/${n//-/_}.wasm" "target/test-plugins/$n.wasm"; done
 
 # Run every test.
-test: lint build-plugins build-test-plugins test-sdks test-guides && test-browser test-ts-client
+test: lint build-plugins build-test-plugins test-sdks test-guides redis-deps && test-browser test-ts-client
     cargo test
     # The broker routes' authorize rules, as native unit tests.
     cargo test -p orders -p positions
@@ -123,6 +123,17 @@ bench-smoke:
         exit 1
     fi
     target/debug/loadgen storm "${common[@]}" --scenario smoke --conns 50
+
+# Install Debian's redis-server where missing: the cluster tests
+# (tests/cluster.rs) and the two-node benchmark start their own.
+redis-deps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v redis-server >/dev/null; then
+        sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends redis-server
+    fi
 
 # Install what the browser tests need, idempotently: Debian's chromium
 # (never a downloaded browser) and tests/browser's locked npm packages.
