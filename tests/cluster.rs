@@ -541,3 +541,17 @@ async fn interest_streams_need_the_publish_key_and_are_limited() {
     }
     drop(second);
 }
+
+/// The demo feed publishes what is wanted: any symbol subscribed to.
+#[tokio::test]
+async fn the_demo_feed_publishes_the_symbols_subscribed_to() {
+    let host = Host::builder().arg("--demo-feed").start();
+    let mut c = host.client().await;
+    let reply = c
+        .subscribe("bars", json!({"symbol": "TSLA", "resolution": "5"}))
+        .await;
+    let update = c.recv().await;
+    assert_eq!(update["type"], "bars.update", "{update}");
+    assert_eq!(update["payload"]["topic"], reply["topic"]);
+    assert!(update["payload"]["payload"]["close"].as_f64().unwrap() > 0.0);
+}

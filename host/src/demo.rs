@@ -1,15 +1,20 @@
 //! A demo feed for every bundled route (bars, quotes, trades, orderbook,
-//! news, and orders and positions of the account [`DEMO_ACCOUNT`]) for a
-//! few symbols, from one random walk per symbol, published
+//! news, and orders and positions of the account [`DEMO_ACCOUNT`]) for
+//! whatever symbols are subscribed to (the interest stream says which),
+//! from one random walk per symbol, published
 //! through [`Host::publish`], the same entry point as
 //! `POST /api/v1/publish`. Read it as an example publisher.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
 
 use rand::Rng;
 use serde_json::json;
 
-use crate::hub::{Host, publish::Update};
+use crate::hub::{Host, interest::InterestEvent, publish::Update};
 
 const SYMBOLS: [(&str, f64, &str); 3] = [
     ("AAPL", 190.0, "Apple Inc."),
@@ -44,8 +49,8 @@ const HEADLINES: [&str; 4] = [
 pub const DEMO_ACCOUNT: &str = "DEMO";
 
 struct Walk {
-    symbol: &'static str,
-    name: &'static str,
+    symbol: String,
+    name: String,
     prev_close: f64,
     open: f64,
     high: f64,
@@ -60,13 +65,95 @@ struct Walk {
     orders: u64,
 }
 
-/// Publish `rate` rounds per second until the host shuts down.
+/// The most wanted keys the demo feeds at once.
+const MAX_KEYS: usize = 1000;
+
+/// Publish `rate` rounds per second until the host shuts down, each to
+/// the keys somebody wants ([`Host::interest`]): subscribing to any symbol
+/// starts its feed, and the last subscriber leaving stops it.
 pub async fn run(host: Arc<Host>, rate: f64) {
     let period = Duration::from_secs_f64(1.0 / rate.clamp(0.1, 1000.0));
-    let mut walks: Vec<Walk> = SYMBOLS
-        .iter()
-        .map(|&(symbol, price, name)| Walk {
-            symbol,
+    let mut walks: HashMap<String, Walk> = HashMap::new();
+    let mut wanted: BTreeMap<Arc<str>, Arc<str>> = BTreeMap::new();
+    let mut interest = host.interest();
+    let mut ticker = tokio::time::interval(period);
+    let mut shutdown = host.shutdown_signal();
+    tracing::info!(rounds_per_second = rate, "demo feed started");
+    loop {
+        let fresh = tokio::select! {
+            _ = ticker.tick() => None,
+            event = interest.next() => match event {
+                Some(InterestEvent::Snapshot(keys)) => {
+                    wanted = keys.into_iter().map(|w| (w.key, w.route)).take(MAX_KEYS).collect();
+                    None
+                }
+                Some(InterestEvent::First { route, key }) if wanted.len() < MAX_KEYS => {
+                    wanted.insert(Arc::clone(&key), Arc::clone(&route));
+                    // A new subscriber sees its first update now, not a
+                    // tick later.
+                    Some((key, route))
+                }
+                Some(InterestEvent::First { .. }) => None,
+                Some(InterestEvent::Last { key, .. }) => {
+                    wanted.remove(&key);
+                    None
+                }
+                None => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        let updates = match fresh {
+            Some((key, route)) => round(&mut walks, [(&key, &route)], false),
+            None => round(&mut walks, wanted.iter(), true),
+        };
+        for result in host.publish_all(&updates).await {
+            if let Err(e) = result {
+                // The routes may not be loaded (yet); say so, quietly.
+                tracing::debug!(error = %e, "demo update not published");
+            }
+        }
+    }
+}
+
+/// The symbol a key is about: `trades:AAPL`, `news:AAPL:en`, or a
+/// canonical request with `symbol`, `symbols` or `fast_symbols`.
+fn symbol_of(route: &str, key: &str) -> Option<String> {
+    let rest = key.strip_prefix(route)?.strip_prefix(':')?;
+    if rest.starts_with('{') {
+        let request: serde_json::Value = serde_json::from_str(rest).ok()?;
+        let symbol = request["symbol"]
+            .as_str()
+            .or_else(|| request["symbols"][0].as_str())
+            .or_else(|| request["fast_symbols"][0].as_str())?;
+        return Some(symbol.to_owned());
+    }
+    let symbol = rest.split(':').next()?;
+    let plain = !symbol.is_empty()
+        && symbol.len() <= 12
+        && symbol
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.');
+    plain.then(|| symbol.to_owned())
+}
+
+fn walk_for<'a>(walks: &'a mut HashMap<String, Walk>, symbol: &str) -> &'a mut Walk {
+    walks.entry(symbol.to_owned()).or_insert_with(|| {
+        let (price, name) = SYMBOLS
+            .iter()
+            .find(|(s, _, _)| *s == symbol)
+            .map(|&(_, price, name)| (price, name.to_owned()))
+            // Any other symbol starts somewhere between 20 and 500.
+            .unwrap_or_else(|| {
+                let seed = symbol
+                    .bytes()
+                    .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+                (
+                    to_tick(20.0 + f64::from(seed % 48_000) / 100.0),
+                    symbol.to_owned(),
+                )
+            });
+        Walk {
+            symbol: symbol.to_owned(),
             name,
             prev_close: price,
             open: price,
@@ -77,101 +164,104 @@ pub async fn run(host: Arc<Host>, rate: f64) {
             position: 0.0,
             entry: 0.0,
             orders: 0,
-        })
-        .collect();
-    let mut ticker = tokio::time::interval(period);
-    let mut shutdown = host.shutdown_signal();
-    tracing::info!(rounds_per_second = rate, "demo feed started");
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = shutdown.changed() => return,
         }
-        let updates = round(&mut walks);
-        for result in host.publish_all(&updates).await {
-            if let Err(e) = result {
-                // The routes may not be loaded (yet); say so, quietly.
-                tracing::debug!(error = %e, "demo update not published");
-            }
-        }
-    }
+    })
 }
 
-/// One update per route and symbol (and a headline now and then).
-fn round(walks: &mut [Walk]) -> Vec<Update> {
+/// One update per wanted key (a headline now and then; an order of the
+/// demo account now and then, when its orders or positions are wanted).
+/// `step`: move the prices first (a tick; not for a new subscriber's first
+/// update).
+fn round<'k>(
+    walks: &mut HashMap<String, Walk>,
+    keys: impl IntoIterator<Item = (&'k Arc<str>, &'k Arc<str>)>,
+    step: bool,
+) -> Vec<Update> {
     let mut rng = rand::rng();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     let minute = now - now % 60_000;
-    let mut updates = Vec::with_capacity(walks.len() * 5);
-    for w in walks.iter_mut() {
-        let step = w.last * rng.random_range(-0.001..0.001);
-        w.last = to_tick(w.last + step);
-        w.high = w.high.max(w.last);
-        w.low = w.low.min(w.last);
-        let quantity = rng.random_range(1..500);
-        w.volume += quantity;
-        let spread = f64::from(rng.random_range(1..5u32)) / TICKS_PER_UNIT;
-        let (bid, ask) = (
-            to_tick(w.last - spread / 2.0),
-            to_tick(w.last + spread / 2.0),
-        );
-        let bar = json!({
-            "time": minute, "open": w.open, "high": w.high, "low": w.low, "close": w.last, "volume": w.volume,
-        });
-        let quote = json!({
-            "s": "ok",
-            "n": w.symbol,
-            "v": {
-                "lp": w.last, "ask": ask, "bid": bid, "spread": spread,
-                "open_price": w.open, "high_price": w.high, "low_price": w.low, "prev_close_price": w.prev_close,
-                "ch": to_tick(w.last - w.prev_close), "chp": cents((w.last - w.prev_close) / w.prev_close * 100.0),
-                "volume": w.volume, "short_name": w.symbol, "exchange": "NASDAQ", "description": w.name,
-                "original_name": format!("NASDAQ:{}", w.symbol),
-            },
-        });
-        let trade = json!({
-            "symbol": w.symbol, "price": w.last, "quantity": quantity as f64, "time": now,
-            "side": if rng.random_bool(0.5) { "buy" } else { "sell" },
-        });
-        let mut levels = |side: f64| -> Vec<serde_json::Value> {
-            (0..10u32)
-                .map(|i| {
-                    let price = to_tick(w.last + side * (spread / 2.0 + TICK * f64::from(i)));
-                    json!({ "price": price, "size": rng.random_range(1..50) * 100 })
-                })
-                .collect()
+    let mut updates = Vec::new();
+    let mut stepped = std::collections::HashSet::new();
+    let mut account_wanted = false;
+    for (key, route) in keys {
+        if matches!(&**route, "orders" | "positions") {
+            account_wanted |= key.contains(DEMO_ACCOUNT);
+            continue;
+        }
+        let Some(symbol) = symbol_of(route, key) else {
+            continue;
         };
-        let book = json!({ "time": now, "bids": levels(-1.0), "asks": levels(1.0) });
-        let updates_for_symbol = [
-            Update::for_request("bars", json!({"symbol": w.symbol, "resolution": "1"}), bar),
-            Update::for_request("quotes", json!({"symbols": [w.symbol]}), quote),
-            Update::for_key("trades", &format!("trades:{}", w.symbol), trade),
-            Update::for_request("orderbook", json!({"symbol": w.symbol}), book),
-        ];
-        updates.extend(updates_for_symbol.into_iter().filter_map(Result::ok));
-        // The demo account trades now and then: a limit order at the last
-        // price, working, then filled, and the position it changes.
-        if rng.random_bool(0.05) {
-            let buy = w.position <= 0.0 || rng.random_bool(0.4);
-            let qty = f64::from(rng.random_range(1..10u32) * 10);
-            updates.extend(demo_trade(w, now, buy, qty));
+        let w = walk_for(walks, &symbol);
+        if step && stepped.insert(symbol) {
+            let change = w.last * rng.random_range(-0.001..0.001);
+            w.last = to_tick(w.last + change);
+            w.high = w.high.max(w.last);
+            w.low = w.low.min(w.last);
+            w.volume += rng.random_range(1..500);
         }
-        // News is rarer than prices: about one headline per symbol every
-        // twenty rounds.
-        if rng.random_bool(0.05) {
-            let title = HEADLINES[rng.random_range(0..HEADLINES.len())]
-                .replace("{name}", w.name)
-                .replace("{symbol}", w.symbol);
-            let headline = json!({
-                "time": now, "symbol": w.symbol, "title": title,
-                "sentiment": cents(rng.random_range(-1.0..1.0)),
-            });
-            let request = json!({"symbols": [w.symbol], "language": "en"});
-            updates.extend(Update::for_request("news", request, headline).ok());
-        }
+        let spread = f64::from(rng.random_range(1..5u32)) / TICKS_PER_UNIT;
+        let data = match &**route {
+            "bars" => json!({
+                "time": minute, "open": w.open, "high": w.high, "low": w.low, "close": w.last, "volume": w.volume,
+            }),
+            "quotes" => {
+                let (bid, ask) = (
+                    to_tick(w.last - spread / 2.0),
+                    to_tick(w.last + spread / 2.0),
+                );
+                json!({
+                    "s": "ok",
+                    "n": w.symbol,
+                    "v": {
+                        "lp": w.last, "ask": ask, "bid": bid, "spread": spread,
+                        "open_price": w.open, "high_price": w.high, "low_price": w.low, "prev_close_price": w.prev_close,
+                        "ch": to_tick(w.last - w.prev_close), "chp": cents((w.last - w.prev_close) / w.prev_close * 100.0),
+                        "volume": w.volume, "short_name": w.symbol, "exchange": "NASDAQ", "description": w.name,
+                        "original_name": format!("NASDAQ:{}", w.symbol),
+                    },
+                })
+            }
+            "trades" => json!({
+                "symbol": w.symbol, "price": w.last, "quantity": f64::from(rng.random_range(1..500u32)), "time": now,
+                "side": if rng.random_bool(0.5) { "buy" } else { "sell" },
+            }),
+            "orderbook" => {
+                let mut levels = |side: f64| -> Vec<serde_json::Value> {
+                    (0..10u32)
+                        .map(|i| {
+                            let price =
+                                to_tick(w.last + side * (spread / 2.0 + TICK * f64::from(i)));
+                            json!({ "price": price, "size": rng.random_range(1..50) * 100 })
+                        })
+                        .collect()
+                };
+                json!({ "time": now, "bids": levels(-1.0), "asks": levels(1.0) })
+            }
+            // News is rarer than prices: about one headline per key every
+            // twenty rounds (and one at once for a new subscriber).
+            "news" if !step || rng.random_bool(0.05) => {
+                let title = HEADLINES[rng.random_range(0..HEADLINES.len())]
+                    .replace("{name}", &w.name)
+                    .replace("{symbol}", &w.symbol);
+                json!({
+                    "time": now, "symbol": w.symbol, "title": title,
+                    "sentiment": cents(rng.random_range(-1.0..1.0)),
+                })
+            }
+            _ => continue,
+        };
+        updates.extend(Update::for_key(route, key, data).ok());
+    }
+    // The demo account trades now and then: a limit order at the last
+    // price, working, then filled, and the position it changes.
+    if account_wanted && (!step || rng.random_bool(0.2)) {
+        let w = walk_for(walks, SYMBOLS[rng.random_range(0..SYMBOLS.len())].0);
+        let buy = w.position <= 0.0 || rng.random_bool(0.4);
+        let qty = f64::from(rng.random_range(1..10u32) * 10);
+        updates.extend(demo_trade(w, now, buy, qty));
     }
     updates
 }
