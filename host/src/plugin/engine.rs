@@ -227,7 +227,12 @@ impl PluginEngine {
     /// no wasm code).
     pub(crate) fn arm(&self, store: &mut Store<PluginState>, deadline: Instant) {
         store.data_mut().deadline = deadline;
-        store.set_epoch_deadline(1);
+        // Two ticks, not one: a call of a few microseconds that happens to
+        // straddle a tick would otherwise yield, and wait behind every
+        // runnable task (thousands in a subscribe storm) holding its pool
+        // slot; enough such calls hold every slot and the route answers
+        // "busy". A call yields only after running a whole tick.
+        store.set_epoch_deadline(2);
     }
 
     /// A new instance, its start-up code run under `deadline`.
