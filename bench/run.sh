@@ -5,7 +5,8 @@
 # Sizes are environment variables, so a smoke run is one line:
 #   BENCH_HOT_CONNS=200 BENCH_TOPICS=50 BENCH_STORM_CONNS=500 \
 #   BENCH_IDLE_CONNS=1000 BENCH_DURATION=1 just bench
-# BENCH_SERVERS and BENCH_SCENARIOS (hot topics storm idle reload criterion)
+# BENCH_SERVERS and BENCH_SCENARIOS (hot topics storm idle reload two-nodes
+# criterion)
 # pick a subset. BENCH_HOSTS="before=/path/to/ws-router-host ..." adds other
 # builds of the host, run as servers `ws-router@before` ... in the same run
 # (to compare a change with its parent on a noisy machine).
@@ -20,7 +21,7 @@ for entry in ${BENCH_HOSTS:-}; do
     host_bins[ws-router@$label]=${entry#*=}
     servers="ws-router@$label $servers"
 done
-scenarios=${BENCH_SCENARIOS:-"hot topics storm idle reload criterion"}
+scenarios=${BENCH_SCENARIOS:-"hot topics storm idle reload two-nodes criterion"}
 hot_conns=${BENCH_HOT_CONNS:-5000}
 topics=${BENCH_TOPICS:-1000}
 topic_subs=${BENCH_TOPIC_SUBS:-10}
@@ -172,6 +173,58 @@ if want reload && [[ " $servers " == *" ws-router "* ]]; then
     run ws-router "hot reload" reload --plugins-dir "$work/plugins" \
         --wasm plugins/trades.wasm --route trades --request '{"symbols":["AAPL"]}' --timeout "${BENCH_RELOAD_TIMEOUT:-10}"
     stop
+fi
+
+# Two nodes with Redis between them (issue 15): the publisher on node A,
+# the subscribers split over A and B; the same loads as one node's "hot
+# topic" and "many topics", next to which the table shows them.
+if want two-nodes && [[ " $servers " == *" ws-router "* ]]; then
+    just redis-deps >/dev/null
+    redis_port=8110
+    redis-server --bind 127.0.0.1 --port $redis_port --save '' --appendonly no \
+        --dir "$work" >"$work/redis.log" 2>&1 &
+    redis_pid=$!
+    trap 'stop; kill $redis_pid $node_b 2>/dev/null || true; rm -rf "$work"' EXIT
+    for _ in $(seq 100); do (: </dev/tcp/127.0.0.1/$redis_port) 2>/dev/null && break; sleep 0.05; done
+    node_b=
+    two() { # two <scenario> <fanout args...>: node A on 8100 (via start), node B on 8104
+        local scenario=$1
+        shift
+        rm -rf "$work/plugins" "$work/plugins-b" && mkdir -p "$work/plugins" "$work/plugins-b"
+        for p in bars quotes trades; do cp "plugins/$p.wasm" "$work/plugins/"; cp "plugins/$p.wasm" "$work/plugins-b/"; done
+        RUST_LOG=warn target/release/ws-router-host --listen 127.0.0.1:8100 --plugins "$work/plugins" \
+            --no-demo-feed --max-connections 100000 --commands-per-sec 100000 \
+            --redis-url "redis://127.0.0.1:$redis_port/0" >"$work/host.log" 2>&1 &
+        pid=$!
+        RUST_LOG=warn target/release/ws-router-host --listen 127.0.0.1:8104 --plugins "$work/plugins-b" \
+            --no-demo-feed --max-connections 100000 --commands-per-sec 100000 \
+            --redis-url "redis://127.0.0.1:$redis_port/0" >"$work/host-b.log" 2>&1 &
+        node_b=$!
+        for p in 8100 8104; do
+            for _ in $(seq 200); do (: </dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.05; done
+        done
+        # Both nodes joined (Redis reachable) before the clients come.
+        for p in 8100 8104; do
+            for _ in $(seq 100); do
+                curl -s "http://127.0.0.1:$p/readyz" | grep -q '"up":true' && break
+                sleep 0.1
+            done
+        done
+        echo "== $scenario: ws-router x2"
+        "$loadgen" fanout --server "ws-router x2" --scenario "$scenario" \
+            --ws "ws://127.0.0.1:8100/api/v1/ws,ws://127.0.0.1:8104/api/v1/ws" --pid "$pid" \
+            --out "$results" --publish http://127.0.0.1:8100/api/v1/publish \
+            --size "$size" --warmup "$warmup" --duration "$duration" "$@" >/dev/null ||
+            echo "   $scenario on two nodes failed (see above)" >&2
+        kill "$node_b" 2>/dev/null || true
+        wait "$node_b" 2>/dev/null || true
+        node_b=
+        stop
+    }
+    two "hot topic" --conns "$hot_conns" --topics 1 --subs-per-conn 1
+    two "many topics" --conns "$topic_conns" --topics "$topics" \
+        --subs-per-conn $((topics * topic_subs / topic_conns))
+    kill $redis_pid 2>/dev/null || true
 fi
 
 criterion=

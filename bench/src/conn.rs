@@ -128,21 +128,30 @@ pub struct Target {
     pub addr: SocketAddr,
     /// Source addresses 127.0.0.1 ..= 127.0.0.<sources>.
     pub sources: u8,
+    /// Every (URL, address) when several servers were given, comma
+    /// separated (nodes of one cluster): connection `i` goes to the
+    /// `i % n`-th.
+    nodes: Vec<(String, SocketAddr)>,
 }
 
 impl Target {
     pub fn new(url: &str, sources: u8) -> anyhow::Result<Target> {
-        let rest = url
-            .strip_prefix("ws://")
-            .context("the WebSocket URL must start with ws://")?;
-        let hostport = rest.split('/').next().unwrap_or(rest);
-        let addr: SocketAddr = hostport
-            .parse()
-            .with_context(|| format!("{hostport:?} is not an IP:port"))?;
+        let mut nodes = Vec::new();
+        for url in url.split(',') {
+            let rest = url
+                .strip_prefix("ws://")
+                .context("the WebSocket URL must start with ws://")?;
+            let hostport = rest.split('/').next().unwrap_or(rest);
+            let addr: SocketAddr = hostport
+                .parse()
+                .with_context(|| format!("{hostport:?} is not an IP:port"))?;
+            nodes.push((url.to_owned(), addr));
+        }
         Ok(Target {
-            url: url.to_owned(),
-            addr,
+            url: nodes[0].0.clone(),
+            addr: nodes[0].1,
             sources: sources.max(1),
+            nodes,
         })
     }
 
@@ -156,21 +165,22 @@ impl Target {
     }
 
     async fn connect_now(&self, i: usize) -> anyhow::Result<Ws> {
+        let (url, addr) = &self.nodes[i % self.nodes.len()];
         let socket = TcpSocket::new_v4()?;
-        if self.addr.ip().is_loopback() {
+        if addr.ip().is_loopback() {
             let src = Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(self.sources)) as u8);
             socket.bind(SocketAddr::new(IpAddr::V4(src), 0))?;
         }
         // Ports of earlier runs linger in TIME_WAIT; they may be reused.
         socket.set_reuseaddr(true)?;
         socket.set_nodelay(true)?;
-        let stream = socket.connect(self.addr).await?;
+        let stream = socket.connect(*addr).await?;
         stream.set_nodelay(true)?;
         // Small buffers: the generator holds tens of thousands of these.
         let config = WebSocketConfig::default()
             .read_buffer_size(16 * 1024)
             .write_buffer_size(0);
-        let (ws, _) = client_async_with_config(self.url.as_str(), stream, Some(config)).await?;
+        let (ws, _) = client_async_with_config(url.as_str(), stream, Some(config)).await?;
         Ok(ws)
     }
 }
