@@ -124,8 +124,6 @@ fn parse_digits(d: &[u8]) -> Option<u64> {
 /// Where to connect and from which source addresses.
 #[derive(Clone)]
 pub struct Target {
-    pub url: String,
-    pub addr: SocketAddr,
     /// Source addresses 127.0.0.1 ..= 127.0.0.<sources>.
     pub sources: u8,
     /// Every (URL, address) when several servers were given, comma
@@ -148,8 +146,6 @@ impl Target {
             nodes.push((url.to_owned(), addr));
         }
         Ok(Target {
-            url: nodes[0].0.clone(),
-            addr: nodes[0].1,
             sources: sources.max(1),
             nodes,
         })
