@@ -30,6 +30,9 @@ use super::registry::Registry;
 /// Events a stream may fall behind by before it starts over.
 const QUEUE: usize = 4096;
 
+/// What one node wants: (route, key, subscribers).
+pub(crate) type NodeKeys = Vec<(Arc<str>, Arc<str>, usize)>;
+
 /// A key somebody wants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Wanted {
@@ -181,7 +184,7 @@ impl Interest {
     pub(crate) fn remote_set(
         &self,
         node: &Arc<str>,
-        wanted: Option<Vec<(Arc<str>, Arc<str>, usize)>>,
+        wanted: Option<NodeKeys>,
     ) {
         let mut keys = self.keys.lock();
         let listed: HashMap<Arc<str>, (Arc<str>, usize)> = wanted
