@@ -181,11 +181,7 @@ impl Interest {
 
     /// What `node` wants now, in full (its record, read again): keys it
     /// no longer lists stop counting for it. `None`: the node is gone.
-    pub(crate) fn remote_set(
-        &self,
-        node: &Arc<str>,
-        wanted: Option<NodeKeys>,
-    ) {
+    pub(crate) fn remote_set(&self, node: &Arc<str>, wanted: Option<NodeKeys>) {
         let mut keys = self.keys.lock();
         let listed: HashMap<Arc<str>, (Arc<str>, usize)> = wanted
             .into_iter()
