@@ -109,10 +109,9 @@ impl Host {
         let registry = Arc::new(Registry::watched(Arc::clone(&interest)));
         interest.count_in(&registry);
         let broker = match &config.redis_url {
-            Some(url) => Broker::Redis(broker::redis::RedisBroker::new(
-                url,
-                Arc::clone(&interest),
-            )?),
+            Some(url) => {
+                Broker::Redis(broker::redis::RedisBroker::new(url, Arc::clone(&interest))?)
+            }
             None => Broker::Memory,
         };
         let reloader = Arc::new(Reloader::new(
@@ -276,7 +275,9 @@ impl Host {
                 return;
             };
             let fan_out = host.registry.publish(keys, data, plugin.delivery);
-            host.metrics.updates_delivered.inc_by(fan_out.delivered as u64);
+            host.metrics
+                .updates_delivered
+                .inc_by(fan_out.delivered as u64);
             if fan_out.dropped > 0 {
                 host.metrics
                     .dropped(metrics::DropReason::slow_consumer, fan_out.dropped as u64);
