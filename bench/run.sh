@@ -43,6 +43,23 @@ if [ "$limit" != unlimited ] && [ "$limit" -lt $((idle_conns + 500)) ]; then
     idle_conns=$((limit - 500))
 fi
 
+# Latency is only the server's when the load generator does not take its
+# cores: with more than two cores, the server gets the first half and the
+# load generator the rest (taskset); with two or fewer they share, and the
+# tables say that percentiles include CPU sharing.
+cores=$(nproc)
+if [ "$cores" -gt 2 ] && command -v taskset >/dev/null; then
+    half=$((cores / 2))
+    pin_server=(taskset -c "0-$((half - 1))")
+    pin_load=(taskset -c "$half-$((cores - 1))")
+    BENCH_PLACEMENT="server pinned to cores 0-$((half - 1)), load generator to cores $half-$((cores - 1)) (taskset)"
+else
+    pin_server=()
+    pin_load=()
+    BENCH_PLACEMENT="server and load generator share all $cores cores: latency percentiles include CPU sharing"
+fi
+export BENCH_PLACEMENT
+
 echo "== building (release)"
 for p in bars quotes trades; do [ -f "plugins/$p.wasm" ] || { just build-plugins; break; }; done
 cargo build --release -p ws-router-host -p bench --bins
@@ -89,22 +106,22 @@ start() {
         port=8100
         rm -rf "$work/plugins" && mkdir -p "$work/plugins"
         for p in "$@"; do cp "plugins/$p.wasm" "$work/plugins/"; done
-        RUST_LOG=warn "${host_bins[$server]}" --listen 127.0.0.1:$port \
+        RUST_LOG=warn "${pin_server[@]}" "${host_bins[$server]}" --listen 127.0.0.1:$port \
             --plugins "$work/plugins" --no-demo-feed \
             --max-connections 100000 --commands-per-sec 100000 >"$work/host.log" 2>&1 &
         ;;
     fastapi-fastws)
         port=8101
-        bench/baselines/fastapi/.venv/bin/uvicorn server:app --app-dir bench/baselines/fastapi \
+        "${pin_server[@]}" bench/baselines/fastapi/.venv/bin/uvicorn server:app --app-dir bench/baselines/fastapi \
             --host 127.0.0.1 --port $port --log-level warning >"$work/fastapi.log" 2>&1 &
         ;;
     node-ws)
         port=8102
-        node bench/baselines/node-ws/server.js $port >"$work/node.log" 2>&1 &
+        "${pin_server[@]}" node bench/baselines/node-ws/server.js $port >"$work/node.log" 2>&1 &
         ;;
     bare-rust)
         port=8103
-        target/release/bare-fanout 127.0.0.1:$port >"$work/bare.log" 2>&1 &
+        "${pin_server[@]}" target/release/bare-fanout 127.0.0.1:$port >"$work/bare.log" 2>&1 &
         ;;
     *)
         echo "unknown server $server" >&2
@@ -125,7 +142,7 @@ run() { # run <server> <scenario> <loadgen subcommand and args...>
     local server=$1 scenario=$2 cmd=$3
     shift 3
     echo "== $scenario: $server"
-    "$loadgen" "$cmd" --server "$server" --scenario "$scenario" \
+    "${pin_load[@]}" "$loadgen" "$cmd" --server "$server" --scenario "$scenario" \
         --ws "ws://127.0.0.1:$port/api/v1/ws" --pid "$pid" --out "$results" "$@" >/dev/null ||
         echo "   $scenario on $server failed (see above)" >&2
 }

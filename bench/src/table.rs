@@ -78,6 +78,11 @@ pub fn print(results: &Path, criterion: Option<&Path>) -> anyhow::Result<()> {
             }
             println!("{shape}\n");
         }
+        // Where the server and the load generator ran (`bench/run.sh` sets
+        // it): on a small machine they share cores, and latency shows it.
+        if let Ok(placement) = std::env::var("BENCH_PLACEMENT") {
+            println!("Placement: {placement}\n");
+        }
         println!("| metric | {} |", servers.join(" | "));
         println!("|---|{}", "---|".repeat(servers.len()));
         for (key, label) in metrics(first) {
