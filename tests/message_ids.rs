@@ -45,9 +45,14 @@ async fn replies_to_frames_without_an_id_are_unchanged() {
     // The captured frames of shared/reference/wire-format.md.
     c.send_text(r#"{"type":"bars.subscribe","payload":{"symbol":"AAPL","resolution":"1"}}"#)
         .await;
-    assert_eq!(
-        c.recv_text().await,
-        r#"{"type":"bars.subscribe.response","payload":{"status":"ok","message":"Subscribed","topic":"bars:{\"resolution\":\"1\",\"symbol\":\"AAPL\"}"}}"#
+    // bars keeps a history: the captured reply with `positions` appended
+    // (docs/recovery.md).
+    let reply = c.recv_text().await;
+    assert!(
+        reply.starts_with(
+            r#"{"type":"bars.subscribe.response","payload":{"status":"ok","message":"Subscribed","topic":"bars:{\"resolution\":\"1\",\"symbol\":\"AAPL\"}","positions":{"#
+        ),
+        "{reply}"
     );
     c.send_text(r#"{"type":"quotes.subscribe","payload":{},"id":null}"#)
         .await;

@@ -17,9 +17,12 @@ async fn bars_and_quotes_replies_match_the_captured_frames() {
 
     c.send_text(r#"{"type":"bars.subscribe","payload":{"symbol":"AAPL","resolution":"1"}}"#)
         .await;
-    assert_eq!(
-        c.recv_text().await,
-        r#"{"type":"bars.subscribe.response","payload":{"status":"ok","message":"Subscribed","topic":"bars:{\"resolution\":\"1\",\"symbol\":\"AAPL\"}"}}"#
+    // bars keeps a history (docs/recovery.md): its frames are the captured
+    // ones, byte for byte, with fields appended that older clients ignore.
+    assert_captured_then(
+        &c.recv_text().await,
+        r#"{"type":"bars.subscribe.response","payload":{"status":"ok","message":"Subscribed","topic":"bars:{\"resolution\":\"1\",\"symbol\":\"AAPL\"}"}}"#,
+        &["positions"],
     );
     c.send_text(r#"{"type":"bars.unsubscribe","payload":{"symbol":"AAPL","resolution":"1"}}"#)
         .await;
@@ -44,9 +47,32 @@ async fn bars_and_quotes_replies_match_the_captured_frames() {
             "data": { "time": 1, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10 }}"#,
     )
     .await;
+    assert_captured_then(
+        &c.recv_text().await,
+        r#"{"type":"bars.update","payload":{"topic":"bars:{\"resolution\":\"1\",\"symbol\":\"AAPL\"}","payload":{"time":1,"open":1.0,"high":2.0,"low":0.5,"close":1.5,"volume":10}}}"#,
+        &["offset", "epoch"],
+    );
+}
+
+/// `frame` is `captured` with exactly the payload fields `added` appended.
+fn assert_captured_then(frame: &str, captured: &str, added: &[&str]) {
+    let start = captured
+        .strip_suffix("}}")
+        .expect("a captured frame ends with }}");
+    assert!(
+        frame.starts_with(start),
+        "{frame}\ndoes not start as\n{captured}"
+    );
+    let value: serde_json::Value = serde_json::from_str(frame).expect("JSON");
+    let mut payload = value["payload"].as_object().expect("payload").clone();
+    for field in added {
+        assert!(payload.remove(*field).is_some(), "no {field} in {frame}");
+    }
+    let old: serde_json::Value = serde_json::from_str(captured).expect("JSON");
     assert_eq!(
-        c.recv_text().await,
-        r#"{"type":"bars.update","payload":{"topic":"bars:{\"resolution\":\"1\",\"symbol\":\"AAPL\"}","payload":{"time":1,"open":1.0,"high":2.0,"low":0.5,"close":1.5,"volume":10}}}"#
+        serde_json::Value::Object(payload),
+        old["payload"],
+        "{frame}"
     );
 }
 

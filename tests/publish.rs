@@ -103,14 +103,22 @@ async fn trades_are_routed_by_symbol_keys() {
             {"route": "trades", "topic": "trades:AAPL", "data": trade("AAPL")},
             {"route": "trades", "request": {"symbols": ["MSFT"]}, "data": trade("MSFT")},
             {"route": "trades", "topic": "trades:GOOGL", "data": trade("GOOGL")},
-            // Both keys of the subscription in one update: delivered once.
+            // Both keys of the subscription in one update: trades keeps a
+            // history, so each key's publication is its own update, with
+            // its own offset (docs/recovery.md).
             {"route": "trades", "request": {"symbols": ["AAPL", "MSFT"]}, "data": trade("AAPL")},
         ]))
         .await;
-    assert_eq!(reply["delivered"], 3, "{reply}");
-    for symbol in ["AAPL", "MSFT", "AAPL"] {
+    assert_eq!(reply["delivered"], 4, "{reply}");
+    for (symbol, key) in [
+        ("AAPL", "trades:AAPL"),
+        ("MSFT", "trades:MSFT"),
+        ("AAPL", "trades:AAPL"),
+        ("AAPL", "trades:MSFT"),
+    ] {
         let frame = c.recv().await;
         assert_eq!(frame["payload"]["topic"], topic);
+        assert_eq!(frame["payload"]["key"], key, "{frame}");
         assert_eq!(frame["payload"]["payload"]["symbol"], symbol);
     }
     c.expect_silence(Duration::from_millis(200)).await;

@@ -236,6 +236,12 @@ pub struct Limits {
     #[arg(long, env = "WS_ROUTER_OUTBOX_BYTES", default_value_t = 1 << 20)]
     pub outbox_bytes: usize,
 
+    /// Memory for the updates kept for snapshots and recovery (routes with
+    /// retention), host-wide, in MiB; past it the oldest updates across
+    /// keys are evicted first. See docs/recovery.md.
+    #[arg(long, env = "WS_ROUTER_HISTORY_MEMORY_MIB", default_value_t = 64)]
+    pub history_memory_mib: usize,
+
     /// Largest inbound WebSocket message, in bytes.
     #[arg(long, env = "WS_ROUTER_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
     pub max_frame_bytes: usize,

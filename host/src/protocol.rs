@@ -41,6 +41,98 @@ pub struct Command<'a> {
     pub payload: &'a RawValue,
     /// The frame's `id`, echoed in the reply.
     pub id: Option<Id<'a>>,
+    /// A subscribe frame's `recover`: the last position the client saw per
+    /// key (empty without one).
+    pub recover: Recover,
+}
+
+/// Most keys a `recover` may name (a subscription has at most
+/// `--max-keys`, 256 by default).
+pub const MAX_RECOVER_KEYS: usize = 1024;
+/// Longest key a `recover` may name, in bytes (keys are at most
+/// `--max-topic-bytes`, 1024 by default).
+pub const MAX_RECOVER_KEY_BYTES: usize = 4096;
+/// Longest epoch a `recover` may carry, in bytes (the host's are 12).
+pub const MAX_EPOCH_BYTES: usize = 64;
+
+/// A subscribe frame's `"recover": {"<key>": {"offset": N, "epoch": "E"}}`:
+/// where the client stopped, per key. Checked when the frame is parsed
+/// (shape, bounds, no key twice); whether the keys belong to the
+/// subscription is the session's to check.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recover(pub Vec<RecoverFrom>);
+
+/// The last update a client saw of one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoverFrom {
+    pub key: String,
+    pub offset: u64,
+    pub epoch: String,
+}
+
+impl Recover {
+    /// Whether the frame carried `recover` (an empty object counts as none).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Where the client stopped on `key`, if it said.
+    pub fn get(&self, key: &str) -> Option<&RecoverFrom> {
+        self.0.iter().find(|r| r.key == key)
+    }
+
+    fn parse(raw: &RawValue) -> Result<Recover, String> {
+        use serde::de::{self, MapAccess, Visitor};
+
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Position {
+            offset: u64,
+            epoch: String,
+        }
+
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = Vec<RecoverFrom>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of keys")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out: Vec<RecoverFrom> = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if out.len() == MAX_RECOVER_KEYS {
+                        return Err(de::Error::custom(format_args!(
+                            "more than {MAX_RECOVER_KEYS} keys"
+                        )));
+                    }
+                    if key.len() > MAX_RECOVER_KEY_BYTES {
+                        return Err(de::Error::custom(format_args!(
+                            "a key is longer than {MAX_RECOVER_KEY_BYTES} bytes"
+                        )));
+                    }
+                    if !seen.insert(key.clone()) {
+                        return Err(de::Error::custom(format_args!("key {key:?} appears twice")));
+                    }
+                    let Position { offset, epoch } = map
+                        .next_value()
+                        .map_err(|e| de::Error::custom(format_args!("key {key:?}: {e}")))?;
+                    if epoch.len() > MAX_EPOCH_BYTES {
+                        return Err(de::Error::custom(format_args!(
+                            "key {key:?}: the epoch is longer than {MAX_EPOCH_BYTES} bytes"
+                        )));
+                    }
+                    out.push(RecoverFrom { key, offset, epoch });
+                }
+                Ok(out)
+            }
+        }
+
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        de::Deserializer::deserialize_map(&mut de, Entries)
+            .map(Recover)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Longest string `id`, in bytes (of the decoded string).
@@ -153,6 +245,10 @@ pub enum FrameError {
     },
     #[error("binary frames are not supported; send JSON text frames")]
     Binary,
+    #[error(
+        "\"recover\" must be {{\"<key>\": {{\"offset\": <integer>, \"epoch\": \"<string>\"}}, ...}}: {problem}"
+    )]
+    BadRecover { problem: String, route: String },
 }
 
 impl FrameError {
@@ -165,6 +261,7 @@ impl FrameError {
                 command: Some((route, op)),
                 ..
             } => Some((route, *op)),
+            FrameError::BadRecover { route, .. } => Some((route, Operation::Subscribe)),
             _ => None,
         }
     }
@@ -178,6 +275,8 @@ struct Envelope<'a> {
     payload: Option<&'a RawValue>,
     #[serde(borrow, default)]
     id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    recover: Option<&'a RawValue>,
 }
 
 /// Parse one text frame from a client. Unknown envelope fields are ignored,
@@ -212,11 +311,23 @@ pub fn parse_command(text: &str) -> Result<Command<'_>, Refused<'_>> {
             op,
         }));
     };
+    // Only a subscribe recovers; elsewhere it is an unknown field, ignored.
+    let recover = match envelope.recover {
+        Some(raw) if op == Operation::Subscribe && raw.get() != "null" => Recover::parse(raw)
+            .map_err(|problem| {
+                refuse(FrameError::BadRecover {
+                    problem,
+                    route: route.to_owned(),
+                })
+            })?,
+        _ => Recover::default(),
+    };
     Ok(Command {
         route,
         op,
         payload,
         id,
+        recover,
     })
 }
 
@@ -285,6 +396,16 @@ pub enum Reply<'a> {
         /// The routing keys, present when they differ from `[topic]`.
         #[serde(skip_serializing_if = "Option::is_none")]
         topics: Option<&'a [Arc<str>]>,
+        /// A subscribe to a route with history: each key's position now
+        /// (the offset of its last update, 0 before the first, and its
+        /// epoch). Updates that follow have greater offsets.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        positions: Option<&'a Positions>,
+        /// Present when the subscribe carried `recover`: whether every key
+        /// it named was recovered (its missed updates follow this reply).
+        /// `false`: at least one was not; refetch those keys' state.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
     },
     /// The command failed; the connection stays open.
     Error {
@@ -294,6 +415,33 @@ pub enum Reply<'a> {
         #[serde(skip_serializing_if = "<[_]>::is_empty", default)]
         errors: &'a [Problem],
     },
+}
+
+/// Each key's position, by key, in a subscribe reply.
+pub type Positions = std::collections::BTreeMap<Arc<str>, KeyPosition>;
+
+/// Where one key's stream of updates stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct KeyPosition {
+    /// The offset of the key's last update (0: none yet in this epoch).
+    pub offset: u64,
+    /// Changes whenever the key's history is lost (a restart, an
+    /// eviction); offsets of different epochs do not compare.
+    pub epoch: Arc<str>,
+    /// Present for the keys the subscribe's `recover` named: whether the
+    /// updates after its offset follow the reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+}
+
+/// What a subscribe to a route that keeps updates adds to its reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retained {
+    /// Each key's position; `None` for a route without history.
+    pub positions: Option<Positions>,
+    /// Whether every key `recover` named was recovered; `None` without
+    /// `recover`.
+    pub recovered: Option<bool>,
 }
 
 /// The payload of an `error` frame: the answer to a frame that named no
@@ -372,6 +520,20 @@ pub fn ok_reply(
     topic: &str,
     keys: &[Arc<str>],
 ) -> String {
+    subscribed_reply(route, op, id, topic, keys, None)
+}
+
+/// [`ok_reply`], with what a route that keeps updates adds to a subscribe
+/// reply (positions, whether `recover` succeeded). Without it, or with
+/// nothing in it, the reply is byte-identical to [`ok_reply`]'s.
+pub fn subscribed_reply(
+    route: &str,
+    op: Operation,
+    id: Option<Id<'_>>,
+    topic: &str,
+    keys: &[Arc<str>],
+    retained: Option<&Retained>,
+) -> String {
     let message = match op {
         Operation::Subscribe => "Subscribed",
         Operation::Unsubscribe => "Unsubscribed",
@@ -382,6 +544,8 @@ pub fn ok_reply(
         message,
         topic,
         topics: differ.then_some(keys),
+        positions: retained.and_then(|r| r.positions.as_ref()),
+        recovered: retained.and_then(|r| r.recovered),
     };
     reply_frame(route, op, id, &reply)
 }
@@ -473,6 +637,42 @@ pub fn update_frame(route: &str, topic: &str, data: &str) -> String {
     push_json_str(topic, &mut out);
     out.push_str(",\"payload\":");
     out.push_str(data);
+    out.push_str("}}");
+    out
+}
+
+/// An update of a route with history: [`update_frame`] plus its `key` when
+/// the subscription's topic is not that key (the subscription has several
+/// keys, each with its own offsets), its `offset` and `epoch`:
+/// `{"type":"<route>.update","payload":{"topic":T,"payload":<data>,"key":K,"offset":N,"epoch":"E"}}`.
+/// The new fields come last: the frame starts as [`update_frame`]'s does,
+/// byte for byte.
+pub fn update_frame_at(
+    route: &str,
+    topic: &str,
+    key: &str,
+    offset: u64,
+    epoch: &str,
+    data: &str,
+) -> String {
+    let mut out = String::with_capacity(
+        80 + route.len() + topic.len() * 2 + key.len() * 2 + epoch.len() + data.len(),
+    );
+    out.push_str("{\"type\":\"");
+    out.push_str(route);
+    out.push_str(".update\",\"payload\":{\"topic\":");
+    push_json_str(topic, &mut out);
+    out.push_str(",\"payload\":");
+    out.push_str(data);
+    if key != topic {
+        out.push_str(",\"key\":");
+        push_json_str(key, &mut out);
+    }
+    out.push_str(",\"offset\":");
+    // Writing to a String cannot fail.
+    let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{offset}"));
+    out.push_str(",\"epoch\":");
+    push_json_str(epoch, &mut out);
     out.push_str("}}");
     out
 }
@@ -675,6 +875,136 @@ mod tests {
         assert_eq!(
             frame,
             r#"{"type":"bars.update","payload":{"topic":"bars:{\"resolution\":\"1\",\"symbol\":\"AAPL\"}","payload":{"time":1,"open":1.0,"high":2.0,"low":0.5,"close":1.5,"volume":10}}}"#
+        );
+    }
+
+    #[test]
+    fn recover_is_parsed_for_subscribe_and_checked() {
+        let cmd = parse_command(
+            r#"{"type":"bars.subscribe","payload":{},"recover":{"bars:a":{"offset":5,"epoch":"e1"},"bars:b":{"epoch":"e2","offset":0}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            cmd.recover.get("bars:a"),
+            Some(&RecoverFrom {
+                key: "bars:a".into(),
+                offset: 5,
+                epoch: "e1".into()
+            })
+        );
+        assert_eq!(cmd.recover.0.len(), 2);
+        // Elsewhere, and as null, it is nothing.
+        for text in [
+            r#"{"type":"bars.unsubscribe","payload":{},"recover":7}"#,
+            r#"{"type":"bars.subscribe","payload":{},"recover":null}"#,
+        ] {
+            assert!(parse_command(text).unwrap().recover.is_empty(), "{text}");
+        }
+        let many: String = (0..=MAX_RECOVER_KEYS)
+            .map(|i| format!(r#""k{i}":{{"offset":1,"epoch":"e"}}"#))
+            .collect::<Vec<_>>()
+            .join(",");
+        let many =
+            format!(r#"{{"type":"bars.subscribe","id":2,"payload":{{}},"recover":{{{many}}}}}"#);
+        let long_key = format!(
+            r#"{{"type":"bars.subscribe","payload":{{}},"recover":{{"{}":{{"offset":1,"epoch":"e"}}}}}}"#,
+            "k".repeat(MAX_RECOVER_KEY_BYTES + 1)
+        );
+        let long_epoch = format!(
+            r#"{{"type":"bars.subscribe","payload":{{}},"recover":{{"k":{{"offset":1,"epoch":"{}"}}}}}}"#,
+            "e".repeat(MAX_EPOCH_BYTES + 1)
+        );
+        for (text, says) in [
+            (
+                r#"{"type":"bars.subscribe","payload":{},"recover":[1]}"#,
+                "an object of keys",
+            ),
+            (
+                r#"{"type":"bars.subscribe","payload":{},"recover":"x"}"#,
+                "an object of keys",
+            ),
+            (
+                r#"{"type":"bars.subscribe","payload":{},"recover":{"k":{"offset":-1,"epoch":"e"}}}"#,
+                "integer `-1`, expected u64",
+            ),
+            (
+                r#"{"type":"bars.subscribe","payload":{},"recover":{"k":{"offset":1.5,"epoch":"e"}}}"#,
+                "floating point `1.5`",
+            ),
+            (
+                r#"{"type":"bars.subscribe","payload":{},"recover":{"k":{"offset":1}}}"#,
+                "missing field `epoch`",
+            ),
+            (
+                r#"{"type":"bars.subscribe","payload":{},"recover":{"k":{"offset":1,"epoch":"e","x":1}}}"#,
+                "unknown field `x`",
+            ),
+            (
+                r#"{"type":"bars.subscribe","payload":{},"recover":{"k":{"offset":1,"epoch":"e"},"k":{"offset":2,"epoch":"e"}}}"#,
+                "appears twice",
+            ),
+            (&many, "more than 1024 keys"),
+            (&long_key, "longer than 4096 bytes"),
+            (&long_epoch, "longer than 64 bytes"),
+        ] {
+            let refused = parse_command(text).expect_err(text);
+            assert!(
+                matches!(refused.error, FrameError::BadRecover { .. }),
+                "{text}"
+            );
+            let reply = refused.reply();
+            assert!(
+                reply.starts_with(r#"{"type":"bars.subscribe.response","#),
+                "{reply}"
+            );
+            assert!(reply.contains(says), "{says}: {reply}");
+        }
+    }
+
+    #[test]
+    fn updates_with_history_carry_their_position() {
+        assert_eq!(
+            update_frame_at("bars", "bars:x", "bars:x", 7, "e1", r#"{"a":1}"#),
+            r#"{"type":"bars.update","payload":{"topic":"bars:x","payload":{"a":1},"offset":7,"epoch":"e1"}}"#
+        );
+        assert_eq!(
+            update_frame_at("trades", "trades:{\"s\":1}", "trades:A", 1, "e", "1"),
+            r#"{"type":"trades.update","payload":{"topic":"trades:{\"s\":1}","payload":1,"key":"trades:A","offset":1,"epoch":"e"}}"#
+        );
+        let mut positions = Positions::new();
+        positions.insert(
+            Arc::from("bars:x"),
+            KeyPosition {
+                offset: 3,
+                epoch: Arc::from("e1"),
+                recovered: Some(true),
+            },
+        );
+        let retained = Retained {
+            positions: Some(positions),
+            recovered: Some(true),
+        };
+        assert_eq!(
+            subscribed_reply(
+                "bars",
+                Operation::Subscribe,
+                None,
+                "bars:x",
+                &[],
+                Some(&retained)
+            ),
+            r#"{"type":"bars.subscribe.response","payload":{"status":"ok","message":"Subscribed","topic":"bars:x","positions":{"bars:x":{"offset":3,"epoch":"e1","recovered":true}},"recovered":true}}"#
+        );
+        assert_eq!(
+            subscribed_reply(
+                "bars",
+                Operation::Subscribe,
+                None,
+                "bars:x",
+                &[],
+                Some(&Retained::default())
+            ),
+            ok_reply("bars", Operation::Subscribe, None, "bars:x", &[])
         );
     }
 

@@ -39,8 +39,8 @@ pub use examples::example_value;
 use import::Schemas;
 
 use crate::{
-    plugin::{Plugin, Problem, RouteInfo},
-    protocol::{self, Operation},
+    plugin::{Plugin, Problem, RouteInfo, route::Retention},
+    protocol::{self, KeyPosition, Operation},
 };
 
 /// The channel every frame travels on.
@@ -91,6 +91,8 @@ pub struct RouteEntry {
     pub example_keys: Vec<Arc<str>>,
     /// What validating a non-object request reports (a real error example).
     pub example_problems: Vec<Problem>,
+    /// What the host keeps of the route's updates (snapshot, history).
+    pub retention: Retention,
 }
 
 /// The document for `plugins`, served at `server_host` (`host:port`).
@@ -125,6 +127,7 @@ pub async fn document_on<'a>(
                 .check(&json!([]))
                 .err()
                 .unwrap_or_default(),
+            retention: plugin.retention,
         });
     }
     build_on(&entries, server_host, channel)
@@ -149,6 +152,7 @@ pub fn build_on(routes: &[RouteEntry], server_host: &str, channel: &Channel) -> 
     schemas
         .map
         .insert(MESSAGE_ID.to_owned(), message_id_schema());
+    schemas.map.insert(RECOVER.to_owned(), recover_schema());
     let channel_messages: Map<String, Value> = messages
         .keys()
         .map(|k| {
@@ -280,6 +284,34 @@ fn message_id_schema() -> Value {
     })
 }
 
+/// The schema of a subscribe frame's `recover`.
+const RECOVER: &str = "Recover";
+
+fn recover_schema() -> Value {
+    json!({
+        "title": "Recover",
+        "description": "Optional on a subscribe to a route with history (docs/recovery.md): the \
+            position of the last update the client processed, per key (from the `offset` and \
+            `epoch` of update frames, or the `positions` of an earlier subscribe reply). When the \
+            epoch matches and the host still holds every update after the offset, they follow \
+            the reply in order, before live ones, and the key's `positions` entry says \
+            `recovered: true`; otherwise nothing is replayed for the key and it says `false` \
+            (refetch its state). Every key must be one of the subscription's keys.",
+        "type": "object",
+        "maxProperties": protocol::MAX_RECOVER_KEYS,
+        "propertyNames": { "maxLength": protocol::MAX_RECOVER_KEY_BYTES },
+        "additionalProperties": {
+            "type": "object",
+            "required": ["offset", "epoch"],
+            "additionalProperties": false,
+            "properties": {
+                "offset": { "type": "integer", "minimum": 0, "description": "The key's offset the client stopped at." },
+                "epoch": { "type": "string", "maxLength": protocol::MAX_EPOCH_BYTES, "description": "The key's epoch at that offset." },
+            },
+        },
+    })
+}
+
 fn schema_ref(key: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{key}") })
 }
@@ -308,12 +340,45 @@ fn add_route(
         .map(|t| json!({ "name": t }))
         .collect();
     // The replies the host sends, encoded by the functions it sends them with.
+    let retention = &route.retention;
+    let history = retention.has_history();
+    let example_keys: Vec<Arc<str>> = if route.example_keys.is_empty() {
+        vec![Arc::from(topic.as_str())]
+    } else {
+        route.example_keys.clone()
+    };
+    // An example position: the offset after a few updates, a made-up epoch.
+    const EPOCH: &str = "3f9a1c0b7d2e";
     let ok_reply = |op: Operation| {
         let keys: &[Arc<str>] = match op {
             Operation::Subscribe => &route.example_keys,
             Operation::Unsubscribe | Operation::Refresh => &[],
         };
-        frame_value(&protocol::ok_reply(name, op, None, &topic, keys))
+        let positions = (history && op == Operation::Subscribe).then(|| {
+            example_keys
+                .iter()
+                .map(|k| {
+                    let position = KeyPosition {
+                        offset: 8,
+                        epoch: Arc::from(EPOCH),
+                        recovered: None,
+                    };
+                    (Arc::clone(k), position)
+                })
+                .collect()
+        });
+        let retained = protocol::Retained {
+            positions,
+            recovered: None,
+        };
+        frame_value(&protocol::subscribed_reply(
+            name,
+            op,
+            None,
+            &topic,
+            keys,
+            Some(&retained),
+        ))
     };
     let error_reply = |op: Operation| {
         let problems = &route.example_problems;
@@ -336,11 +401,17 @@ fn add_route(
                 "summary": format!("{verb} the {name} route; the payload is the route's request."),
                 "contentType": "application/json",
                 "tags": tags,
-                "payload": envelope_with_id(
-                    &ty,
-                    schema_ref(&request_key),
-                    "Any id; the reply carries the same one.",
-                ),
+                "payload": ({
+                    let mut frame = envelope_with_id(
+                        &ty,
+                        schema_ref(&request_key),
+                        "Any id; the reply carries the same one.",
+                    );
+                    if history && operation == Operation::Subscribe {
+                        frame["properties"]["recover"] = schema_ref(RECOVER);
+                    }
+                    frame
+                }),
                 "examples": [{
                     "name": op,
                     "summary": format!("{verb} {name}"),
@@ -378,7 +449,18 @@ fn add_route(
                 "channel": { "$ref": format!("#/channels/{CHANNEL}") },
                 "title": format!("{verb} {name}"),
                 "summary": if op == "subscribe" {
-                    format!("Start receiving `{name}.update` frames for a request. Subscribing twice is idempotent.")
+                    let mut summary = format!("Start receiving `{name}.update` frames for a request. Subscribing twice is idempotent.");
+                    if retention.snapshot {
+                        summary.push_str(" Each key's last update follows the reply at once (a snapshot).");
+                    }
+                    if history {
+                        summary.push_str(&format!(
+                            " The reply carries each key's position; `recover` replays what a reconnecting client missed (the last {} updates per key, up to {} s old).",
+                            retention.history_size,
+                            retention.history_ttl.as_secs()
+                        ));
+                    }
+                    summary
                 } else {
                     format!("Stop a `{name}` subscription; send the request you subscribed with. Always answers ok.")
                 },
@@ -400,21 +482,38 @@ fn add_route(
         json!({
             "name": ty,
             "title": format!("{name} update"),
-            "summary": format!("Data for a {name} subscription; `payload.topic` is the topic the subscribe reply named."),
+            "summary": if history {
+                format!("Data for a {name} subscription; `payload.topic` is the topic the subscribe reply named, `offset` and `epoch` its position for recovery.")
+            } else {
+                format!("Data for a {name} subscription; `payload.topic` is the topic the subscribe reply named.")
+            },
             "contentType": "application/json",
             "tags": tags,
-            "payload": envelope(&ty, json!({
-                "type": "object",
-                "required": ["topic", "payload"],
-                "properties": {
-                    "topic": { "type": "string", "description": "The subscription's topic, as in the subscribe reply." },
-                    "payload": schema_ref(&data_key),
-                },
-            })),
+            "payload": envelope(&ty, {
+                let mut payload = json!({
+                    "type": "object",
+                    "required": ["topic", "payload"],
+                    "properties": {
+                        "topic": { "type": "string", "description": "The subscription's topic, as in the subscribe reply." },
+                        "payload": schema_ref(&data_key),
+                    },
+                });
+                if history {
+                    payload["required"] = json!(["topic", "offset", "epoch", "payload"]);
+                    let properties = &mut payload["properties"];
+                    properties["offset"] = json!({ "type": "integer", "minimum": 1, "description": "The update's offset in its key's stream: 1, 2, ... per key and epoch." });
+                    properties["epoch"] = json!({ "type": "string", "description": "The key's epoch; it changes when the key's history is lost (offsets of different epochs do not compare)." });
+                    properties["key"] = json!({ "type": "string", "description": "The key the update was published to, when it is not the topic (a subscription with several keys)." });
+                }
+                payload
+            }),
             "examples": [{
                 "name": "update",
                 "summary": format!("One {name} update"),
-                "payload": frame_value(&protocol::update_frame(name, &topic, &data.to_string())),
+                "payload": frame_value(&match (history, example_keys.first()) {
+                    (true, Some(key)) => protocol::update_frame_at(name, &topic, key, 8, EPOCH, &data.to_string()),
+                    _ => protocol::update_frame(name, &topic, &data.to_string()),
+                }),
             }],
             "x-route": x_route,
         }),
@@ -536,6 +635,7 @@ mod tests {
             example_topic: None,
             example_keys: vec![],
             example_problems: vec![],
+            retention: Retention::NONE,
         }
     }
 

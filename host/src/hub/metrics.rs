@@ -82,6 +82,20 @@ pub struct Dropped {
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
+pub enum EvictionReason {
+    /// The history was over `--history-memory-mib`.
+    memory,
+    /// Older than its route's history TTL.
+    ttl,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Eviction {
+    pub reason: EvictionReason,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
 pub enum PluginEvent {
     loaded,
     upgraded,
@@ -107,12 +121,15 @@ pub struct Metrics {
     pub plugin_calls: Family<RouteOutcome, Counter>,
     pub plugin_call_seconds: Family<RouteLabel, Histogram>,
     pub plugin_events: Family<PluginEventLabel, Counter>,
+    pub history_evicted: Family<Eviction, Counter>,
     // States, set when scraped.
     connections_open: Gauge,
     subscriptions: Gauge,
     keys: Gauge,
     queue_bytes: Gauge,
     plugin_instances: Family<RouteLabel, Gauge>,
+    history_bytes: Gauge,
+    history_keys: Gauge,
 }
 
 /// A snapshot of the states the metrics report, taken at scrape time.
@@ -126,6 +143,10 @@ pub struct State {
     pub plugin_instances: Vec<(Arc<str>, usize)>,
     /// The Redis broker's state (none in memory).
     pub broker: Option<super::broker::BrokerState>,
+    /// Bytes of updates kept for snapshots and recovery.
+    pub history_bytes: usize,
+    /// Keys with kept updates.
+    pub history_keys: usize,
 }
 
 impl Default for Metrics {
@@ -150,6 +171,9 @@ impl Default for Metrics {
             keys: Gauge::default(),
             queue_bytes: Gauge::default(),
             plugin_instances: Family::default(),
+            history_evicted: Family::default(),
+            history_bytes: Gauge::default(),
+            history_keys: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -223,11 +247,39 @@ impl Default for Metrics {
             "Live plugin instances, by route",
             m.plugin_instances.clone(),
         );
+        r.register(
+            "history_bytes",
+            "Bytes of updates kept for snapshots and recovery now (at most --history-memory-mib)",
+            m.history_bytes.clone(),
+        );
+        r.register(
+            "history_keys",
+            "Keys with updates kept for snapshots and recovery now",
+            m.history_keys.clone(),
+        );
+        r.register(
+            "history_evicted",
+            "Kept updates dropped before their route's history size would drop them, by reason",
+            m.history_evicted.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
 
 impl Metrics {
+    /// The counters the history store counts its evictions in.
+    pub fn history_evictions(&self) -> super::history::Evictions {
+        let counter = |reason| {
+            self.history_evicted
+                .get_or_create(&Eviction { reason })
+                .clone()
+        };
+        super::history::Evictions {
+            memory: counter(EvictionReason::memory),
+            ttl: counter(EvictionReason::ttl),
+        }
+    }
+
     /// Count one plugin `topics` call.
     pub fn plugin_call(&self, route: &Arc<str>, ok: bool, took: Duration) {
         let route = Route(Arc::clone(route));
@@ -292,6 +344,8 @@ impl Metrics {
         self.connections_open.set(to_i64(state.connections_open));
         self.subscriptions.set(to_i64(state.subscriptions));
         self.keys.set(to_i64(state.keys));
+        self.history_bytes.set(to_i64(state.history_bytes));
+        self.history_keys.set(to_i64(state.history_keys));
         self.queue_bytes
             .set(to_i64(state.queue_bytes.iter().sum::<usize>()));
         self.plugin_instances.clear();

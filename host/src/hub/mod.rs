@@ -15,6 +15,8 @@
 //! * [`metrics`]: what the host counts, for `GET /metrics`.
 //! * [`interest`]: which keys somebody wants, for publishers.
 //! * [`broker`]: publications shared with other nodes (Redis), or not.
+//! * [`history`]: what routes with retention keep: snapshots, offsets and
+//!   epochs, recent updates for recovery.
 //!
 //! [`Host`] ties them together behind a small API: [`Host::start`],
 //! [`Host::open_session`], [`Host::publish`], [`Host::routes`],
@@ -22,6 +24,7 @@
 
 pub mod broker;
 pub mod connections;
+pub mod history;
 pub mod interest;
 pub mod metrics;
 pub mod outbox;
@@ -51,6 +54,7 @@ use crate::{
 };
 use broker::{Broker, BrokerState};
 use connections::{Connections, TooManyConnections};
+use history::History;
 use interest::{Interest, InterestStream};
 use metrics::Metrics;
 use outbox::{Frame, Outbox};
@@ -83,6 +87,8 @@ pub struct Host {
     interest: Arc<Interest>,
     /// Where publications go beyond this node.
     broker: Broker,
+    /// Snapshots and recent updates of routes with retention.
+    history: Arc<History>,
 }
 
 /// Why the host is not ready to serve (`GET /readyz`).
@@ -105,6 +111,13 @@ impl Host {
                 .ok()
         });
         let routes = Arc::new(RouteTable::default());
+        let history = Arc::new(History::new(
+            config.limits.history_memory_mib.saturating_mul(1 << 20),
+            // Half a connection's queue: a replay leaves room for the live
+            // updates queued behind it.
+            config.limits.outbox_bytes / 2,
+            metrics.history_evictions(),
+        ));
         let interest = Arc::new(Interest::default());
         let registry = Arc::new(Registry::watched(Arc::clone(&interest)));
         interest.count_in(&registry);
@@ -133,6 +146,7 @@ impl Host {
             ready: AtomicBool::new(false),
             interest,
             broker,
+            history,
         }))
     }
 
@@ -160,6 +174,7 @@ impl Host {
         // After the initial load: the routes a client finds on connecting
         // are not news, and a late announcement of them would arrive in the
         // middle of its first exchange.
+        tokio::spawn(sweep_history(Arc::clone(self)));
         tokio::spawn(announce_changes(
             Arc::clone(self),
             self.routes.subscribe_changes(),
@@ -191,6 +206,7 @@ impl Host {
         Ok(Session::new(session::Parts {
             routes: Arc::clone(&self.routes),
             registry: Arc::clone(&self.registry),
+            history: Arc::clone(&self.history),
             listed: self.connections.list(admitted.id, &outbox),
             outbox,
             max_subscriptions: limits.max_subscriptions,
@@ -291,7 +307,8 @@ impl Host {
         update: &Update,
         check: publish::DataCheck<'_>,
     ) -> Result<Receipt, PublishError> {
-        let result = publish::publish(&self.routes, &self.registry, update, check).await;
+        let result =
+            publish::publish(&self.routes, &self.registry, &self.history, update, check).await;
         match &result {
             Ok(receipt) => {
                 self.metrics
@@ -318,6 +335,8 @@ impl Host {
             subscriptions: self.registry.subscription_count(),
             keys: self.registry.key_count(),
             broker: matches!(self.broker, Broker::Redis(_)).then(|| self.broker.state()),
+            history_bytes: self.history.bytes(),
+            history_keys: self.history.key_count(),
             queue_bytes: self.connections.queued_bytes(),
             plugin_instances: routes
                 .values()
@@ -430,5 +449,25 @@ async fn announce_changes(host: Arc<Host>, mut changes: watch::Receiver<u64>) {
         let frame = Frame::from(protocol::routes_changed_frame(&routes));
         let clients = host.connections.broadcast(&frame);
         tracing::debug!(clients, routes = routes.len(), "announced routes.changed");
+    }
+}
+
+/// Drop kept updates past their route's TTL, and those of routes removed
+/// (or upgraded to a version without retention), every second; a route
+/// upgraded to a version with retention keeps its keys' history.
+async fn sweep_history(host: Arc<Host>) {
+    let mut shutdown = host.shutdown_signal();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let table = host.routes.snapshot();
+        host.history.sweep(
+            |route| table.get(route).map(|plugin| plugin.retention),
+            |key| host.registry.has_subscribers(key),
+        );
     }
 }

@@ -23,6 +23,7 @@ use serde_json::{Value, value::RawValue};
 
 use super::{
     broker::Cluster,
+    history::{self, History},
     registry::Registry,
     routes::{RouteTable, UnknownRoute},
 };
@@ -167,6 +168,7 @@ impl Sampler {
 pub async fn publish(
     routes: &RouteTable,
     registry: &Registry,
+    history: &History,
     update: &Update,
     check: DataCheck<'_>,
 ) -> Result<Receipt, PublishError> {
@@ -197,7 +199,7 @@ pub async fn publish(
         DataCheck::Sampled(sampler) if sampler.due() => Some(sampler),
         // Trusted and not picked: the data is JSON (it parsed as a raw
         // value); its shape is the publisher's word.
-        DataCheck::Sampled(_) => return Ok(deliver(registry, &plugin, keys, update)),
+        DataCheck::Sampled(_) => return Ok(deliver(registry, history, &plugin, keys, update)),
     };
     let data: Value = serde_json::from_str(update.data.get())
         .map_err(|e| PublishError::Malformed(format!("data is not JSON: {e}")))?;
@@ -215,16 +217,33 @@ pub async fn publish(
             problems,
         });
     }
-    Ok(deliver(registry, &plugin, keys, update))
+    Ok(deliver(registry, history, &plugin, keys, update))
 }
 
-/// Queue `update` to the subscribers of `keys`.
-fn deliver(registry: &Registry, plugin: &Plugin, keys: Vec<Arc<str>>, update: &Update) -> Receipt {
-    let fan_out = registry.publish(
-        &keys,
-        &protocol::compact_json(update.data.get()),
-        plugin.delivery,
-    );
+/// Queue `update` to the subscribers of `keys`. The one place offsets
+/// are assigned: a route with retention stores each key's publication in
+/// the history, which orders its fan-out; any other route's goes straight
+/// to the registry.
+fn deliver(
+    registry: &Registry,
+    history: &History,
+    plugin: &Plugin,
+    keys: Vec<Arc<str>>,
+    update: &Update,
+) -> Receipt {
+    let data = protocol::compact_json(update.data.get());
+    let fan_out = if history::retains(&plugin.retention) {
+        history.publish(
+            registry,
+            &plugin.route,
+            &plugin.retention,
+            plugin.delivery,
+            &keys,
+            &data,
+        )
+    } else {
+        registry.publish(&keys, &data, plugin.delivery)
+    };
     Receipt {
         route: Arc::clone(&plugin.route),
         keys,

@@ -551,6 +551,37 @@ impl Registry {
         out
     }
 
+    /// Queue `data` (compact JSON) to every subscription reached by `key`;
+    /// with `at` (a route with history: the update's offset and epoch), the
+    /// frames carry it, and the key when a subscription's topic differs.
+    pub fn publish_key(
+        &self,
+        key: &str,
+        data: &str,
+        policy: DeliveryPolicy,
+        at: Option<(u64, &str)>,
+    ) -> FanOut {
+        let latest_value = policy == DeliveryPolicy::LatestValue;
+        let mut out = FanOut::default();
+        let shard = self.read(key);
+        if let Some(entry) = shard.get(key) {
+            for (topic, group) in &entry.groups {
+                let text = match at {
+                    Some((offset, epoch)) => {
+                        protocol::update_frame_at(&entry.route, topic, key, offset, epoch, data)
+                    }
+                    None => protocol::update_frame(&entry.route, topic, data),
+                };
+                let frame = Frame::from(text);
+                let latest = latest_value.then_some(group.slot);
+                for (_, outbox) in &group.members {
+                    deliver(outbox, &frame, latest, &mut out);
+                }
+            }
+        }
+        out
+    }
+
     /// How many subscriptions `key` reaches.
     pub fn subscriber_count(&self, key: &str) -> usize {
         let shard = self.read(key);

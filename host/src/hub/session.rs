@@ -26,6 +26,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::{
     connections::{Admitted, Listed},
+    history::{self, History, Joining},
     metrics::{self, Metrics},
     outbox::{CloseReason, Frame, Outbox},
     registry::{Bounds, ConnId, LimitReached, NewSubscription, Registry},
@@ -33,7 +34,7 @@ use super::{
 };
 use crate::{
     plugin::{CallError, Lease, Problem, Subscription},
-    protocol::{self, Command, FrameError, Operation},
+    protocol::{self, Command, FrameError, Operation, Recover, Retained},
 };
 
 /// Why a subscribe or unsubscribe failed. The text is the error reply's
@@ -55,6 +56,8 @@ pub enum CommandError {
     RouteNotAllowed(String),
     #[error(transparent)]
     Limit(#[from] LimitReached),
+    #[error("\"recover\" names the key {0:?}, which is not one of this subscription's keys")]
+    ForeignRecoverKey(String),
 }
 
 impl CommandError {
@@ -99,6 +102,8 @@ const NO_CLAIMS: &str = "null";
 pub struct Parts {
     pub routes: Arc<RouteTable>,
     pub registry: Arc<Registry>,
+    /// What routes with retention keep: snapshots and recovery.
+    pub history: Arc<History>,
     pub outbox: Arc<Outbox>,
     /// Subscriptions one session may hold.
     pub max_subscriptions: usize,
@@ -119,6 +124,7 @@ pub struct Session {
     conn: ConnId,
     routes: Arc<RouteTable>,
     registry: Arc<Registry>,
+    history: Arc<History>,
     outbox: Arc<Outbox>,
     bounds: Bounds,
     /// Only routes whose plugin lists this tag (a per-module endpoint).
@@ -140,6 +146,7 @@ impl Session {
             metrics: parts.metrics,
             routes: parts.routes,
             registry: parts.registry,
+            history: parts.history,
             outbox: parts.outbox,
             bounds: Bounds {
                 per_connection: parts.max_subscriptions,
@@ -239,6 +246,7 @@ impl Session {
             op,
             payload,
             id,
+            recover,
         } = command;
         let result = match op {
             Operation::Refresh => {
@@ -248,9 +256,18 @@ impl Session {
                 };
             }
             Operation::Subscribe => self
-                .subscribe(route, payload)
+                .subscribe_recovering(route, payload, &recover)
                 .await
-                .map(|sub| protocol::ok_reply(route, op, id, &sub.topic, &sub.keys)),
+                .map(|(sub, retained)| {
+                    protocol::subscribed_reply(
+                        route,
+                        op,
+                        id,
+                        &sub.topic,
+                        &sub.keys,
+                        Some(&retained),
+                    )
+                }),
             Operation::Unsubscribe => self
                 .unsubscribe(route, payload)
                 .await
@@ -273,6 +290,21 @@ impl Session {
         route: &str,
         raw: &RawValue,
     ) -> Result<Subscription, CommandError> {
+        self.subscribe_recovering(route, raw, &Recover::default())
+            .await
+            .map(|(subscription, _)| subscription)
+    }
+
+    /// [`Session::subscribe`], recovering what the client missed where
+    /// `recover` says it stopped (routes with retention; see
+    /// [`History::subscribe`]). The frames it queues follow the reply only
+    /// while the outbox is held ([`Session::handle_text`] holds it).
+    pub async fn subscribe_recovering(
+        &self,
+        route: &str,
+        raw: &RawValue,
+        recover: &Recover,
+    ) -> Result<(Subscription, Retained), CommandError> {
         let identity = self.identity();
         if let Some(routes) = identity.as_ref().and_then(|i| i.routes.as_ref())
             && !routes.iter().any(|r| r == route)
@@ -297,25 +329,52 @@ impl Session {
                 other => CommandError::Plugin(other),
             })?;
         if let Some((topic, keys)) = self.registry.held_by_request(self.conn, route, &request) {
-            return Ok(Subscription { topic, keys });
+            let retained = self.join(&plugin, &topic, &keys, recover, || Ok(false))?;
+            return Ok((Subscription { topic, keys }, retained));
         }
         // The plugin reads the request as sent, as it always has; what is
         // stored (and resolved again after an upgrade) is the canonical one.
         let resolved = plugin.topics(raw.get()).await?;
         // Already held under this topic: idempotent, nothing changes.
-        self.registry.add(
-            NewSubscription {
-                conn: self.conn,
-                outbox: &self.outbox,
-                route: &plugin.route,
-                topic: &resolved.topic,
-                request: &request,
-                keys: &resolved.keys,
-                resolved_by: &plugin.sha256,
-            },
-            &self.bounds,
-        )?;
-        Ok(resolved)
+        let retained = self.join(&plugin, &resolved.topic, &resolved.keys, recover, || {
+            self.registry.add(
+                NewSubscription {
+                    conn: self.conn,
+                    outbox: &self.outbox,
+                    route: &plugin.route,
+                    topic: &resolved.topic,
+                    request: &request,
+                    keys: &resolved.keys,
+                    resolved_by: &plugin.sha256,
+                },
+                &self.bounds,
+            )
+        })?;
+        Ok((resolved, retained))
+    }
+
+    /// `register` the subscription, and for a route with retention queue
+    /// its snapshot or recovered updates (see [`History::subscribe`]).
+    fn join(
+        &self,
+        plugin: &Lease,
+        topic: &str,
+        keys: &[Arc<str>],
+        recover: &Recover,
+        register: impl FnOnce() -> Result<bool, LimitReached>,
+    ) -> Result<Retained, CommandError> {
+        if let Some(key) = history::foreign_key(recover, keys) {
+            return Err(CommandError::ForeignRecoverKey(key.to_owned()));
+        }
+        let joining = Joining {
+            route: &plugin.route,
+            topic,
+            keys,
+            retention: &plugin.retention,
+            recover,
+            outbox: &self.outbox,
+        };
+        Ok(self.history.subscribe(joining, register)?)
     }
 
     /// End the subscription made with `request`; the topic it had.
