@@ -514,3 +514,22 @@ async fn hostile_recover_fields_get_clear_errors_and_the_connection_stays() {
         None | Some(Event::Text(_))
     ));
 }
+
+#[tokio::test]
+async fn a_zero_history_budget_turns_snapshots_and_offsets_off() {
+    let host = Host::builder().arg("--history-memory-mib").arg("0").start();
+    publish_bars(&host, [1]).await;
+    let mut c = host.client().await;
+    c.send_text(r#"{"type":"bars.subscribe","payload":{"symbol":"AAPL","resolution":"1"}}"#)
+        .await;
+    assert_eq!(
+        c.recv_text().await,
+        r#"{"type":"bars.subscribe.response","payload":{"status":"ok","message":"Subscribed","topic":"bars:{\"resolution\":\"1\",\"symbol\":\"AAPL\"}"}}"#
+    );
+    c.expect_silence(QUIET).await;
+    publish_bars(&host, [2]).await;
+    assert_eq!(
+        update(&mut c, "bars").await,
+        json!({"topic": BARS, "payload": bar(2)})
+    );
+}

@@ -238,7 +238,9 @@ pub struct Limits {
 
     /// Memory for the updates kept for snapshots and recovery (routes with
     /// retention), host-wide, in MiB; past it the oldest updates across
-    /// keys are evicted first. See docs/recovery.md.
+    /// keys are evicted first; 0 turns snapshots and history off (every
+    /// route then sends the frames of a route without retention). See
+    /// docs/recovery.md.
     #[arg(long, env = "WS_ROUTER_HISTORY_MEMORY_MIB", default_value_t = 64)]
     pub history_memory_mib: usize,
 

@@ -253,6 +253,13 @@ impl History {
         }
     }
 
+    /// Whether this store keeps `retention`'s updates: the route asks for
+    /// some, and the host's budget is not zero (`--history-memory-mib 0`
+    /// turns snapshots and history off host-wide).
+    pub fn keeps(&self, retention: &Retention) -> bool {
+        self.budget > 0 && retains(retention)
+    }
+
     /// Bytes held now.
     pub fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
@@ -353,7 +360,7 @@ impl History {
             outbox,
         } = joining;
         let asked = (!recover.is_empty()).then_some(true);
-        if !retains(retention) {
+        if !self.keeps(retention) {
             register()?;
             return Ok(Retained {
                 positions: None,

@@ -23,7 +23,7 @@ use serde_json::{Value, value::RawValue};
 
 use super::{
     broker::Cluster,
-    history::{self, History},
+    history::History,
     registry::Registry,
     routes::{RouteTable, UnknownRoute},
 };
@@ -232,7 +232,7 @@ fn deliver(
     update: &Update,
 ) -> Receipt {
     let data = protocol::compact_json(update.data.get());
-    let fan_out = if history::retains(&plugin.retention) {
+    let fan_out = if history.keeps(&plugin.retention) {
         history.publish(
             registry,
             &plugin.route,
