@@ -10,12 +10,17 @@
 # pick a subset. BENCH_HOSTS="before=/path/to/ws-router-host ..." adds other
 # builds of the host, run as servers `ws-router@before` ... in the same run
 # (to compare a change with its parent on a noisy machine).
+# `ws-router@history-off` is this host with `--history-memory-mib 0` (bars
+# then keeps no snapshot and no history), in the hot and many-topics
+# scenarios only: history on against off in one run (BENCH_SERVERS without
+# it leaves it out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-servers=${BENCH_SERVERS:-"ws-router bare-rust node-ws fastapi-fastws"}
-declare -A host_bins=([ws-router]=target/release/ws-router-host)
+servers=${BENCH_SERVERS:-"ws-router ws-router@history-off bare-rust node-ws fastapi-fastws"}
+declare -A host_bins=([ws-router]=target/release/ws-router-host [ws-router@history-off]=target/release/ws-router-host)
+declare -A host_args=([ws-router@history-off]="--history-memory-mib 0")
 for entry in ${BENCH_HOSTS:-}; do
     label=${entry%%=*}
     host_bins[ws-router@$label]=${entry#*=}
@@ -108,7 +113,7 @@ start() {
         for p in "$@"; do cp "plugins/$p.wasm" "$work/plugins/"; done
         RUST_LOG=warn "${pin_server[@]}" "${host_bins[$server]}" --listen 127.0.0.1:$port \
             --plugins "$work/plugins" --no-demo-feed \
-            --max-connections 100000 --commands-per-sec 100000 >"$work/host.log" 2>&1 &
+            --max-connections 100000 --commands-per-sec 100000 ${host_args[$server]:-} >"$work/host.log" 2>&1 &
         ;;
     fastapi-fastws)
         port=8101
@@ -148,6 +153,18 @@ run() { # run <server> <scenario> <loadgen subcommand and args...>
 }
 
 want() { [[ " $scenarios " == *" $1 "* ]]; }
+# History on/off is measured where it costs, publications fanned out: the
+# history-off host runs the hot and many-topics scenarios only.
+every() { [ "$1" != ws-router@history-off ]; }
+
+# What the host keeps for snapshots and recovery after a run (ws-router only).
+history_memory() {
+    case $1 in ws-router | ws-router@*) ;; *) return 0 ;; esac
+    local bytes keys
+    bytes=$(curl -s "http://127.0.0.1:$port/metrics" | awk '$1 == "ws_router_history_bytes" {print $2}')
+    keys=$(curl -s "http://127.0.0.1:$port/metrics" | awk '$1 == "ws_router_history_keys" {print $2}')
+    echo "   history held by $1: ${bytes:-?} bytes in ${keys:-?} keys"
+}
 
 fanout_args=(--publish PUBLISH --size "$size" --warmup "$warmup" --duration "$duration")
 for server in $servers; do
@@ -156,6 +173,7 @@ for server in $servers; do
         start "$server" bars quotes trades
         args=("${fanout_args[@]/PUBLISH/http://127.0.0.1:$port/api/v1/publish}")
         run "$server" "hot topic" fanout "${args[@]}" --conns "$hot_conns" --topics 1 --subs-per-conn 1
+        history_memory "$server"
         stop
     fi
     if want topics; then
@@ -163,9 +181,10 @@ for server in $servers; do
         args=("${fanout_args[@]/PUBLISH/http://127.0.0.1:$port/api/v1/publish}")
         run "$server" "many topics" fanout "${args[@]}" --conns "$topic_conns" --topics "$topics" \
             --subs-per-conn $((topics * topic_subs / topic_conns))
+        history_memory "$server"
         stop
     fi
-    if want storm; then
+    if want storm && every "$server"; then
         start "$server" bars quotes trades
         run "$server" "subscribe storm" storm --conns "$storm_conns"
         stop
@@ -175,7 +194,7 @@ for server in $servers; do
         run "$server" "subscribe storm, 100 distinct requests" storm --conns "$storm_conns" --distinct 100
         stop
     fi
-    if want idle; then
+    if want idle && every "$server"; then
         start "$server" bars quotes trades
         sleep 1
         run "$server" "idle connections" idle --conns "$idle_conns"
