@@ -212,6 +212,20 @@ async fn healthz_always_and_readyz_once_the_startup_plugins_are_loaded() {
                         .await
                         .expect("healthz");
                     assert_eq!(health.status().as_u16(), 200);
+                    // No WebSocket client is let in to find no routes.
+                    match tokio_tungstenite::connect_async(format!(
+                        "ws://127.0.0.1:{port}/api/v1/ws"
+                    ))
+                    .await
+                    {
+                        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                            assert_eq!(response.status().as_u16(), 503);
+                            assert!(response.headers().contains_key("retry-after"));
+                        }
+                        // Loaded in between the two requests.
+                        Ok(_) => {}
+                        Err(e) => panic!("upgrade while starting: {e}"),
+                    }
                 }
                 200 => ready = true,
                 other => panic!("/readyz answered {other}: {body}"),

@@ -57,6 +57,9 @@ pub async fn upgrade(
         Ok(admitted) => admitted,
         Err(refusal) => return refusal,
     };
+    if !host.started() {
+        return starting();
+    }
     match ws {
         Ok(ws) => accept(ws, host, None, admitted, over.is_some()),
         Err(rejection) => rejection.into_response(),
@@ -75,6 +78,9 @@ pub async fn upgrade_module(
     Path(tag): Path<String>,
     over: Option<Extension<OverLimit>>,
 ) -> Response {
+    if !host.started() {
+        return starting();
+    }
     // An unknown module is a 404 whatever the request (not a 400 for a
     // plain GET).
     if !docs::module_exists(&host, &tag) {
@@ -88,6 +94,19 @@ pub async fn upgrade_module(
         Ok(ws) => accept(ws, host, Some(tag), admitted, over.is_some()),
         Err(rejection) => rejection.into_response(),
     }
+}
+
+/// 503 with `Retry-After`, to a client that comes before the startup
+/// plugins are loaded: it would find no routes, and a client renewing its
+/// subscriptions after a restart would lose them ("unknown route").
+/// Clients retry a failed handshake with backoff.
+fn starting() -> Response {
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        [(axum::http::header::RETRY_AFTER, "1")],
+        "the host is starting: its plugins are still loading; retry shortly\n",
+    )
+        .into_response()
 }
 
 fn accept(

@@ -18,14 +18,12 @@
 
 use std::{
     collections::{HashMap, hash_map::Entry},
-    sync::{Arc, OnceLock, Weak},
+    sync::{Arc, OnceLock},
 };
 
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
-
-use super::registry::Registry;
 
 /// Events a stream may fall behind by before it starts over.
 const QUEUE: usize = 4096;
@@ -77,14 +75,19 @@ impl Want {
 }
 
 /// The keys wanted, and the streams following them.
+/// Counts a key's local subscribers.
+type Counter = Box<dyn Fn(&str) -> usize + Send + Sync>;
+
 pub struct Interest {
     keys: Mutex<HashMap<Arc<str>, Want>>,
     events: broadcast::Sender<Change>,
     /// Local first/last changes for the broker, which (un)subscribes the
     /// node in batches; set only with a broker that needs them.
     changes: OnceLock<mpsc::UnboundedSender<(Arc<str>, Arc<str>)>>,
-    /// For the subscriber counts of a snapshot.
-    registry: OnceLock<Weak<Registry>>,
+    /// For the subscriber counts of a snapshot: the registry's count of a
+    /// key (a function, so that this module and the registry, which reports
+    /// to it, do not depend on each other).
+    counter: OnceLock<Counter>,
 }
 
 impl Default for Interest {
@@ -93,15 +96,15 @@ impl Default for Interest {
             keys: Mutex::default(),
             events: broadcast::Sender::new(QUEUE),
             changes: OnceLock::new(),
-            registry: OnceLock::new(),
+            counter: OnceLock::new(),
         }
     }
 }
 
 impl Interest {
-    /// Count subscribers in `registry` (set once, by the host).
-    pub(crate) fn count_in(&self, registry: &Arc<Registry>) {
-        let _ = self.registry.set(Arc::downgrade(registry));
+    /// Count a key's subscribers with `counter` (set once, by the host).
+    pub(crate) fn count_with(&self, counter: impl Fn(&str) -> usize + Send + Sync + 'static) {
+        let _ = self.counter.set(Box::new(counter));
     }
 
     /// Send every local change to `sink` as (route, key) from now on.
@@ -146,10 +149,7 @@ impl Interest {
 
     /// Subscriptions `key` reaches on this node.
     pub fn local_count(&self, key: &str) -> usize {
-        self.registry
-            .get()
-            .and_then(Weak::upgrade)
-            .map_or(0, |registry| registry.subscriber_count(key))
+        self.counter.get().map_or(0, |count| count(key))
     }
 
     /// The route of a wanted key.
@@ -283,10 +283,9 @@ impl Interest {
         };
         // Counted outside the lock: the registry calls in while holding
         // its shard locks, so this lock is never held while taking one.
-        let registry = self.registry.get().and_then(Weak::upgrade);
         for (w, local) in &mut wanted {
-            if let (true, Some(registry)) = (*local, &registry) {
-                w.subscribers += registry.subscriber_count(&w.key);
+            if *local {
+                w.subscribers += self.local_count(&w.key);
             }
         }
         let mut wanted: Vec<Wanted> = wanted.into_iter().map(|(w, _)| w).collect();

@@ -120,7 +120,12 @@ impl Host {
         ));
         let interest = Arc::new(Interest::default());
         let registry = Arc::new(Registry::watched(Arc::clone(&interest)));
-        interest.count_in(&registry);
+        let counted = Arc::downgrade(&registry);
+        interest.count_with(move |key| {
+            counted
+                .upgrade()
+                .map_or(0, |registry| registry.subscriber_count(key))
+        });
         let broker = match &config.redis_url {
             Some(url) => {
                 Broker::Redis(broker::redis::RedisBroker::new(url, Arc::clone(&interest))?)
@@ -361,6 +366,13 @@ impl Host {
                 missing: vec!["the startup plugins are still loading".to_owned()],
             })
         }
+    }
+
+    /// Whether the startup plugins are loaded: before that, a client would
+    /// find no routes (and a reconnecting one would lose its
+    /// subscriptions), so the WebSocket endpoints turn clients away.
+    pub fn started(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
     }
 
     /// Publish several updates in order; each succeeds or fails alone.

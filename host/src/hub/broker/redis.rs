@@ -60,7 +60,7 @@ use tokio::{
     time::{Instant, timeout},
 };
 
-use super::{BrokerState, Cluster, Ticket};
+use super::report::{BrokerState, Cluster, Ticket};
 use crate::hub::interest::Interest;
 
 /// How often a node rewrites its record and reads the others'.
