@@ -150,11 +150,14 @@ async fn bad_updates_are_reported_and_the_rest_of_the_batch_is_delivered() {
             {"route": "bars", "topic": "quotes:x", "data": bar(1)},
             {"route": "bars", "data": bar(1)},
             {"route": "bars", "request": {"symbol": "AAPL"}, "data": bar(42)},
+            // Not updates at all: each is reported alone too.
+            7,
+            {"route": "bars", "key": "bars:AAPL", "data": bar(1), "extra": true},
         ]))
         .await;
     let results = reply["results"].as_array().unwrap();
-    assert_eq!(results.len(), 6);
-    assert_eq!(reply["failed"], 5);
+    assert_eq!(results.len(), 8);
+    assert_eq!(reply["failed"], 7);
     assert_eq!(reply["delivered"], 1);
     assert!(
         results[0]["message"]
@@ -179,6 +182,8 @@ async fn bad_updates_are_reported_and_the_rest_of_the_batch_is_delivered() {
             .contains("\"request\"")
     );
     assert_eq!(results[5]["status"], "ok");
+    assert!(results[6]["message"].as_str().unwrap().contains("malformed"));
+    assert!(results[7]["message"].as_str().unwrap().contains("extra"));
 
     let frame = c.recv().await;
     assert_eq!(

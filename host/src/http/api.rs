@@ -203,21 +203,31 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 fn parse_body(body: &[u8]) -> Result<Vec<Result<Update, PublishError>>, String> {
-    let raw: &RawValue =
-        serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
     let one = |raw: &RawValue| {
         serde_json::from_str::<WireUpdate>(raw.get())
             .map_err(|e| PublishError::Malformed(e.to_string()))
             .and_then(Update::try_from)
     };
-    if raw.get().starts_with('[') {
-        let items: Vec<&RawValue> =
-            serde_json::from_str(raw.get()).map_err(|e| format!("body is not JSON: {e}"))?;
-        Ok(items.into_iter().map(one).collect())
-    } else if raw.get().starts_with('{') {
-        Ok(vec![one(raw)])
-    } else {
-        Err("body must be one update object or an array of updates".to_owned())
+    let not_json = |e: serde_json::Error| format!("body is not JSON: {e}");
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => {
+            // One pass when every item is well-formed (a feed's batches
+            // are); otherwise item by item, so that each bad one is
+            // reported alone and the others still go out.
+            if let Ok(items) = serde_json::from_slice::<Vec<WireUpdate>>(body) {
+                return Ok(items.into_iter().map(Update::try_from).collect());
+            }
+            let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(not_json)?;
+            Ok(items.into_iter().map(one).collect())
+        }
+        Some(b'{') => {
+            let raw: &RawValue = serde_json::from_slice(body).map_err(not_json)?;
+            Ok(vec![one(raw)])
+        }
+        _ => {
+            serde_json::from_slice::<&RawValue>(body).map_err(not_json)?;
+            Err("body must be one update object or an array of updates".to_owned())
+        }
     }
 }
 
