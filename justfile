@@ -124,8 +124,7 @@ bench-smoke:
     fi
     target/debug/loadgen storm "${common[@]}" --scenario smoke --conns 50
 
-# Install Debian's redis-server where missing: the cluster tests
-# (tests/cluster.rs) and the two-node benchmark start their own.
+# Install Debian's redis-server where missing (the cluster tests and the two-node benchmark start their own).
 redis-deps:
     #!/usr/bin/env bash
     set -euo pipefail

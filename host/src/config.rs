@@ -53,7 +53,8 @@ pub struct Config {
     #[arg(long, env = "WS_ROUTER_PLUGINS", default_value = "plugins")]
     pub plugins: PathBuf,
 
-    /// Publish random-walk bars, quotes and trades for AAPL, GOOGL and MSFT.
+    /// Publish random-walk updates of every route, for the keys somebody is
+    /// subscribed to (the interest stream).
     #[arg(long, env = "WS_ROUTER_DEMO_FEED", overrides_with = "no_demo_feed")]
     pub demo_feed: bool,
 

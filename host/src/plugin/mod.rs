@@ -24,5 +24,5 @@ pub mod schema;
 
 pub use engine::{CallError, CallObserver, Limits, PluginEngine};
 pub use loader::{CONTRACT_VERSION, LoadError, PluginFile};
-pub use route::{CompileInfo, DeliveryPolicy, Lease, Plugin, RouteInfo, Subscription};
+pub use route::{CompileInfo, DeliveryPolicy, Lease, Plugin, Retention, RouteInfo, Subscription};
 pub use schema::{Problem, Schema};
