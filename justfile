@@ -195,6 +195,10 @@ lint:
     cargo fmt --all --check
     cargo clippy --all-targets -p ws-router-host -p ws-router-sdk -p bench -- -D warnings
 
+# A flame graph of the host under one load (storm, storm-shared, hot, topics) in target/profile/.
+profile LOAD *HOST:
+    bench/profile.sh {{LOAD}} {{HOST}}
+
 # See BENCHMARKS.md; sizes and subsets: BENCH_* variables in bench/run.sh.
 # Benchmark ws-router against bare Rust, Node ws and FastAPI/fastws; print the tables.
 bench:

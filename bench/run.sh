@@ -217,7 +217,7 @@ fi
 if want two-nodes && [[ " $servers " == *" ws-router "* ]]; then
     just redis-deps >/dev/null
     redis_port=8110
-    redis-server --bind 127.0.0.1 --port $redis_port --save '' --appendonly no \
+    "${pin_server[@]}" redis-server --bind 127.0.0.1 --port $redis_port --save '' --appendonly no \
         --dir "$work" >"$work/redis.log" 2>&1 &
     redis_pid=$!
     trap 'stop; kill $redis_pid $node_b 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -228,11 +228,11 @@ if want two-nodes && [[ " $servers " == *" ws-router "* ]]; then
         shift
         rm -rf "$work/plugins" "$work/plugins-b" && mkdir -p "$work/plugins" "$work/plugins-b"
         for p in bars quotes trades; do cp "plugins/$p.wasm" "$work/plugins/"; cp "plugins/$p.wasm" "$work/plugins-b/"; done
-        RUST_LOG=warn target/release/ws-router-host --listen 127.0.0.1:8100 --plugins "$work/plugins" \
+        RUST_LOG=warn "${pin_server[@]}" target/release/ws-router-host --listen 127.0.0.1:8100 --plugins "$work/plugins" \
             --no-demo-feed --max-connections 100000 --commands-per-sec 100000 \
             --redis-url "redis://127.0.0.1:$redis_port/0" >"$work/host.log" 2>&1 &
         pid=$!
-        RUST_LOG=warn target/release/ws-router-host --listen 127.0.0.1:8104 --plugins "$work/plugins-b" \
+        RUST_LOG=warn "${pin_server[@]}" target/release/ws-router-host --listen 127.0.0.1:8104 --plugins "$work/plugins-b" \
             --no-demo-feed --max-connections 100000 --commands-per-sec 100000 \
             --redis-url "redis://127.0.0.1:$redis_port/0" >"$work/host-b.log" 2>&1 &
         node_b=$!
@@ -247,7 +247,7 @@ if want two-nodes && [[ " $servers " == *" ws-router "* ]]; then
             done
         done
         echo "== $scenario: ws-router x2"
-        "$loadgen" fanout --server "ws-router x2" --scenario "$scenario" \
+        "${pin_load[@]}" "$loadgen" fanout --server "ws-router x2" --scenario "$scenario" \
             --ws "ws://127.0.0.1:8100/api/v1/ws,ws://127.0.0.1:8104/api/v1/ws" --pid "$pid" \
             --out "$results" --publish http://127.0.0.1:8100/api/v1/publish \
             --size "$size" --warmup "$warmup" --duration "$duration" "$@" >/dev/null ||
@@ -256,6 +256,16 @@ if want two-nodes && [[ " $servers " == *" ws-router "* ]]; then
         wait "$node_b" 2>/dev/null || true
         node_b=
         stop
+        # Latency at one rate: the pair's latency phase ran at half the
+        # pair's maximum; one node now runs at that same rate.
+        local rate
+        rate=$(tail -n 1 "$results" | python3 -c 'import json, sys; r = json.load(sys.stdin); print(int(r.get("half_pubs_per_s") or 0))')
+        if [ "${rate:-0}" -gt 0 ]; then
+            start ws-router bars quotes trades
+            run "ws-router at the pair's rate" "$scenario" fanout \
+                "${fanout_args[@]/PUBLISH/http://127.0.0.1:$port/api/v1/publish}" --rate "$rate" "$@"
+            stop
+        fi
     }
     two "hot topic" --conns "$hot_conns" --topics 1 --subs-per-conn 1
     two "many topics" --conns "$topic_conns" --topics "$topics" \
