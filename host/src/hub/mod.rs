@@ -172,7 +172,11 @@ impl Host {
             );
         }
         if let Broker::Redis(redis) = &self.broker {
-            redis.start(self.remote_delivery(), self.shutdown.subscribe());
+            redis.start(
+                self.remote_delivery(),
+                self.retained_delivery(),
+                self.shutdown.subscribe(),
+            );
         }
         let loaded = self.load_plugin_dir().await?;
         self.ready.store(true, Ordering::Release);
@@ -239,6 +243,8 @@ impl Host {
         let result = self.publish_here(update, check).await;
         match (&self.broker, result) {
             (Broker::Memory, result) => result,
+            // Its history in Redis carried it to the other nodes already.
+            (_, Ok(receipt)) if receipt.cluster.is_some() => Ok(receipt),
             (broker, Ok(mut receipt)) => {
                 let data = protocol::compact_json(update.data.get());
                 receipt.cluster = broker
@@ -265,7 +271,9 @@ impl Host {
             let result = match item {
                 Ok(update) => {
                     let result = self.publish_here(&update, check).await;
-                    if let (Broker::Redis(_), Ok(receipt)) = (&self.broker, &result) {
+                    if let (Broker::Redis(_), Ok(receipt)) = (&self.broker, &result)
+                        && receipt.cluster.is_none()
+                    {
                         let data = protocol::compact_json(update.data.get());
                         let ticket = self.broker.publish(&receipt.route, &receipt.keys, &data);
                         tickets.push((results.len(), ticket));
@@ -306,6 +314,32 @@ impl Host {
         })
     }
 
+    /// Delivers updates of routes with retention, with their positions in
+    /// Redis, to this node's subscribers (from any node, this one too).
+    fn retained_delivery(self: &Arc<Self>) -> broker::streams::DeliverAt {
+        let host = Arc::downgrade(self);
+        Arc::new(move |route, key, offset, epoch, data| {
+            let Some(host) = host.upgrade() else { return };
+            let Some(plugin) = host.routes.lease(route) else {
+                return;
+            };
+            let at = plugin.retention.has_history().then_some((offset, epoch));
+            let fan_out = host.registry.publish_key(key, data, plugin.delivery, at);
+            if fan_out.dropped > 0 {
+                host.metrics
+                    .dropped(metrics::DropReason::slow_consumer, fan_out.dropped as u64);
+            }
+        })
+    }
+
+    /// The Redis broker, when it serves histories now.
+    fn shared_history(&self) -> Option<&broker::redis::RedisBroker> {
+        match &self.broker {
+            Broker::Redis(redis) => Some(redis),
+            Broker::Memory => None,
+        }
+    }
+
     /// Publish on this node: check, resolve, deliver, count.
     async fn publish_here(
         &self,
@@ -313,7 +347,15 @@ impl Host {
         check: publish::DataCheck<'_>,
     ) -> Result<Receipt, PublishError> {
         let result =
-            publish::publish(&self.routes, &self.registry, &self.history, update, check).await;
+            publish::publish(
+                &self.routes,
+                &self.registry,
+                &self.history,
+                self.shared_history(),
+                update,
+                check,
+            )
+            .await;
         match &result {
             Ok(receipt) => {
                 self.metrics
@@ -481,5 +523,8 @@ async fn sweep_history(host: Arc<Host>) {
             |route| table.get(route).map(|plugin| plugin.retention),
             |key| host.registry.has_subscribers(key),
         );
+        if let Broker::Redis(redis) = &host.broker {
+            redis.streams().prune(|key| host.registry.has_subscribers(key));
+        }
     }
 }

@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::{Value, value::RawValue};
 
 use super::{
-    broker::Cluster,
+    broker::{Cluster, redis::RedisBroker},
     history::History,
     registry::Registry,
     routes::{RouteTable, UnknownRoute},
@@ -169,6 +169,7 @@ pub async fn publish(
     routes: &RouteTable,
     registry: &Registry,
     history: &History,
+    shared: Option<&RedisBroker>,
     update: &Update,
     check: DataCheck<'_>,
 ) -> Result<Receipt, PublishError> {
@@ -199,7 +200,9 @@ pub async fn publish(
         DataCheck::Sampled(sampler) if sampler.due() => Some(sampler),
         // Trusted and not picked: the data is JSON (it parsed as a raw
         // value); its shape is the publisher's word.
-        DataCheck::Sampled(_) => return Ok(deliver(registry, history, &plugin, keys, update)),
+        DataCheck::Sampled(_) => {
+            return Ok(deliver(registry, history, shared, &plugin, keys, update).await);
+        }
     };
     let data: Value = serde_json::from_str(update.data.get())
         .map_err(|e| PublishError::Malformed(format!("data is not JSON: {e}")))?;
@@ -217,21 +220,28 @@ pub async fn publish(
             problems,
         });
     }
-    Ok(deliver(registry, history, &plugin, keys, update))
+    Ok(deliver(registry, history, shared, &plugin, keys, update).await)
 }
 
 /// Queue `update` to the subscribers of `keys`. The one place offsets
 /// are assigned: a route with retention stores each key's publication in
 /// the history, which orders its fan-out; any other route's goes straight
-/// to the registry.
-fn deliver(
+/// to the registry. With Redis (`shared`), a route with retention keeps
+/// its history there instead: see [`deliver_shared`].
+async fn deliver(
     registry: &Registry,
     history: &History,
+    shared: Option<&RedisBroker>,
     plugin: &Plugin,
     keys: Vec<Arc<str>>,
     update: &Update,
 ) -> Receipt {
     let data = protocol::compact_json(update.data.get());
+    if let Some(redis) = shared
+        && history.keeps(&plugin.retention)
+    {
+        return deliver_shared(registry, history, redis, plugin, keys, &data).await;
+    }
     let fan_out = if history.keeps(&plugin.retention) {
         history.publish(
             registry,
@@ -251,4 +261,53 @@ fn deliver(
         dropped: fan_out.dropped,
         cluster: None,
     }
+}
+
+/// A route with retention, with Redis: each key's update is appended to its
+/// stream in Redis, which gives it its offset, and reaches this node's
+/// subscribers (and every other node's) from the key's channel. A key
+/// Redis does not take goes to the in-memory history (this node's own
+/// epoch, so no client recovers across it) and is marked for its Redis
+/// epoch to end.
+async fn deliver_shared(
+    registry: &Registry,
+    history: &History,
+    redis: &RedisBroker,
+    plugin: &Plugin,
+    keys: Vec<Arc<str>>,
+    data: &str,
+) -> Receipt {
+    // Queued together, so that they share pipelines.
+    let appends = keys
+        .iter()
+        .map(|key| redis.append(&plugin.route, key, data, &plugin.retention));
+    let positions = futures_util::future::join_all(appends).await;
+    let mut receipt = Receipt {
+        route: Arc::clone(&plugin.route),
+        keys: Vec::new(),
+        delivered: 0,
+        dropped: 0,
+        cluster: Some(Cluster::Ok),
+    };
+    for (key, position) in keys.iter().zip(positions) {
+        match position {
+            Some(_) => receipt.delivered += registry.subscriber_count(key),
+            None => {
+                redis.mark_dirty(key);
+                let fan_out = history.publish(
+                    registry,
+                    &plugin.route,
+                    &plugin.retention,
+                    plugin.delivery,
+                    std::slice::from_ref(key),
+                    data,
+                );
+                receipt.delivered += fan_out.delivered;
+                receipt.dropped += fan_out.dropped;
+                receipt.cluster = Some(Cluster::Unavailable);
+            }
+        }
+    }
+    receipt.keys = keys;
+    receipt
 }

@@ -13,6 +13,7 @@
 //! node's plugin.
 
 pub mod redis;
+pub mod streams;
 mod report;
 
 use std::sync::Arc;

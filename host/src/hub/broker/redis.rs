@@ -30,10 +30,21 @@
 //! local subscribers and rewrites its record. Local delivery never waits
 //! for Redis.
 //!
-//! Later (issue 16), per-key stream positions could come from Redis: the
-//! pipeline's PUBLISH per key becomes one script per update (INCR the key's
-//! offset, XADD to its stream, PUBLISH with the offset), and the envelope
-//! gains the offset; the batching and the acks stay as they are.
+//! Routes with retention (issue 16) keep their history in Redis too: an
+//! update to such a key is one script ([`APPEND`], EVALSHA in the same
+//! pipelines) that takes the key's next offset from its meta hash
+//! (`ws-router:m:<key>`: offset, epoch, Redis' run id), appends to its
+//! stream (`ws-router:h:<key>`, id `<offset>-0`, `MAXLEN ~` the route's
+//! history size), renews both expiries and PUBLISHes the update with its
+//! position, as `{"n":..,"r":..,"k":[key],"o":offset,"e":epoch,"d":data}`.
+//! Those messages are delivered on every node, the publishing one included,
+//! through [`Streams`] (see [`super::streams`]), so each key's updates reach
+//! a node's subscribers in offset order from one place. The epoch is set
+//! once per meta hash: when the hash expires, is lost with Redis, or comes
+//! back from another Redis run (a restored dump), offsets start again in a
+//! new epoch. A key a node had to publish without Redis (its update went to
+//! the node's in-memory history) has its meta hash deleted once Redis is
+//! back, so nobody recovers across the hole.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -60,7 +71,11 @@ use tokio::{
     time::{Instant, timeout},
 };
 
-use super::report::{BrokerState, Cluster, Ticket};
+use super::{
+    report::{BrokerState, Cluster, Ticket},
+    streams::{DeliverAt, Streams},
+};
+use crate::plugin::route::Retention;
 use crate::hub::interest::Interest;
 
 /// How often a node rewrites its record and reads the others'.
@@ -103,11 +118,79 @@ struct Outgoing {
     ack: oneshot::Sender<Cluster>,
 }
 
+/// An update of a route with retention, to append to its key's stream.
+struct Appended {
+    route: Arc<str>,
+    key: Arc<str>,
+    data: Box<str>,
+    maxlen: u64,
+    expire_ms: u64,
+    ack: oneshot::Sender<Option<Position>>,
+}
+
+/// Where an appended update landed in its key's stream.
+#[derive(Debug, Clone)]
+pub struct Position {
+    pub offset: u64,
+    pub epoch: Arc<str>,
+}
+
+enum Item {
+    Plain(Outgoing),
+    Appended(Appended),
+}
+
+/// Takes the key's next offset, appends, publishes it with its position.
+/// KEYS: meta, stream. ARGV: data, maxlen, expire ms, a fresh epoch, the
+/// message's head, the channel, Redis' run id.
+const APPEND: &str = r#"
+local run = redis.call('HGET', KEYS[1], 'r')
+if run and run ~= ARGV[7] then redis.call('DEL', KEYS[1], KEYS[2]) end
+if redis.call('HSETNX', KEYS[1], 'e', ARGV[4]) == 1 then redis.call('DEL', KEYS[2]) end
+redis.call('HSETNX', KEYS[1], 'r', ARGV[7])
+local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
+local epoch = redis.call('HGET', KEYS[1], 'e')
+local t = redis.call('TIME')
+local ms = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], offset .. '-0', 'd', ARGV[1], 't', ms)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PUBLISH', ARGV[6], ARGV[5] .. offset .. ',"e":"' .. epoch .. '","d":' .. ARGV[1] .. '}')
+return {offset, epoch}
+"#;
+
+/// How long a key's stream and meta hash outlive its last update when the
+/// route keeps a snapshot or has no TTL: the snapshot stays that long.
+const KEEP_SNAPSHOT: Duration = Duration::from_secs(24 * 3600);
+
+/// What [`RedisBroker::read_streams`] found of one key.
+pub struct KeyRead {
+    pub epoch: String,
+    /// The key's last offset in this epoch (0: none).
+    pub offset: u64,
+    /// (offset, time in ms, data), oldest first, from the asked offset on.
+    pub entries: Vec<(u64, u64, String)>,
+    /// The stream's last entry.
+    pub last: Option<(u64, u64, String)>,
+}
+
 pub struct RedisBroker {
     node: Arc<str>,
     client: Client,
     interest: Arc<Interest>,
-    outgoing: mpsc::Sender<Outgoing>,
+    outgoing: mpsc::Sender<Item>,
+    /// Per key, where this node's delivery of retained routes stands.
+    streams: Streams,
+    /// Keys whose channel Redis confirmed, and a tick on each change.
+    confirmed: Mutex<HashSet<Arc<str>>>,
+    confirm: watch::Sender<u64>,
+    /// For reading streams; connected on first use, dropped on failure.
+    reads: Mutex<Option<MultiplexedConnection>>,
+    /// Redis' run id, as of the publisher's last connect.
+    run_id: Mutex<Option<Arc<str>>>,
+    /// Keys published without Redis since its outage: their epoch in Redis
+    /// is void once it is back.
+    dirty: Mutex<HashSet<Arc<str>>>,
     /// Taken by `start`.
     pending: Mutex<Option<Pending>>,
     publish_up: AtomicBool,
@@ -121,7 +204,7 @@ pub struct RedisBroker {
 }
 
 struct Pending {
-    outgoing: mpsc::Receiver<Outgoing>,
+    outgoing: mpsc::Receiver<Item>,
     local: mpsc::UnboundedReceiver<(Arc<str>, Arc<str>)>,
 }
 
@@ -144,6 +227,12 @@ impl RedisBroker {
             client,
             interest,
             outgoing,
+            streams: Streams::default(),
+            confirmed: Mutex::new(HashSet::new()),
+            confirm: watch::Sender::new(0),
+            reads: Mutex::new(None),
+            run_id: Mutex::new(None),
+            dirty: Mutex::new(HashSet::new()),
             pending: Mutex::new(Some(Pending {
                 outgoing: outgoing_rx,
                 local: local_rx,
@@ -160,10 +249,16 @@ impl RedisBroker {
 
     /// Connect, and keep connected until `shutdown`; updates from other
     /// nodes go to `deliver`.
-    pub fn start(self: &Arc<Self>, deliver: Deliver, shutdown: watch::Receiver<bool>) {
+    pub fn start(
+        self: &Arc<Self>,
+        deliver: Deliver,
+        deliver_at: DeliverAt,
+        shutdown: watch::Receiver<bool>,
+    ) {
         let Some(pending) = self.pending.lock().take() else {
             return;
         };
+        self.streams.set_delivery(deliver_at);
         tracing::info!(node = %self.node, "joining the cluster through Redis");
         tokio::spawn(Arc::clone(self).publisher(pending.outgoing, shutdown.clone()));
         tokio::spawn(Arc::clone(self).subscriber(pending.local, deliver, shutdown));
@@ -182,13 +277,158 @@ impl RedisBroker {
             data: Box::from(data),
             ack,
         };
-        match self.outgoing.try_send(item) {
+        match self.outgoing.try_send(Item::Plain(item)) {
             Ok(()) => Ticket::Pending(outcome),
             Err(_) => {
                 self.unsent.fetch_add(1, Ordering::Relaxed);
                 Ticket::Known(Cluster::Unavailable)
             }
         }
+    }
+
+    /// Append an update of a route with retention to `key`'s stream; its
+    /// position once Redis took it (`None`: Redis is unreachable, nothing
+    /// was delivered anywhere, see [`RedisBroker::mark_dirty`]). The update
+    /// reaches this node's subscribers from the key's channel.
+    pub async fn append(
+        &self,
+        route: &Arc<str>,
+        key: &Arc<str>,
+        data: &str,
+        retention: &Retention,
+    ) -> Option<Position> {
+        if !self.up() {
+            self.unsent.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let (ack, answer) = oneshot::channel();
+        let item = Appended {
+            route: Arc::clone(route),
+            key: Arc::clone(key),
+            data: Box::from(data),
+            maxlen: u64::from(retention.history_size.max(u32::from(retention.snapshot))),
+            expire_ms: expiry(retention),
+            ack,
+        };
+        if self.outgoing.try_send(Item::Appended(item)).is_err() {
+            self.unsent.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        answer.await.ok().flatten()
+    }
+
+    /// `key` was published on this node without Redis: once Redis is back
+    /// its epoch there ends, so that nobody recovers across the hole.
+    pub fn mark_dirty(&self, key: &Arc<str>) {
+        let mut dirty = self.dirty.lock();
+        if dirty.len() < QUEUE {
+            dirty.insert(Arc::clone(key));
+        }
+    }
+
+    /// Whether both links to Redis are up: shared history is served then.
+    pub fn is_up(&self) -> bool {
+        self.up()
+    }
+
+    pub fn streams(&self) -> &Streams {
+        &self.streams
+    }
+
+    /// Wait (bounded) until Redis confirms this node's subscription to
+    /// `key`'s channel; false if it does not in time.
+    pub async fn channel_ready(&self, key: &str) -> bool {
+        let mut ticks = self.confirm.subscribe();
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        loop {
+            if self.confirmed.lock().contains(key) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, ticks.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return false,
+            }
+        }
+    }
+
+    fn set_confirmed(&self, keys: impl FnOnce(&mut HashSet<Arc<str>>)) {
+        keys(&mut self.confirmed.lock());
+        self.confirm.send_modify(|n| *n += 1);
+    }
+
+    /// Read, in one atomic step, each key's epoch and offset (giving the key
+    /// an epoch if it has none yet, so a client can start tracking it),
+    /// its stream after the offset asked (at most `count` entries) and its
+    /// last entry; with Redis' time in ms.
+    pub async fn read_streams(
+        &self,
+        keys: &[(Arc<str>, Option<u64>)],
+        count: u64,
+        retention: &Retention,
+    ) -> redis::RedisResult<(u64, Vec<KeyRead>)> {
+        let conn = self.reads.lock().clone();
+        let mut conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = within(self.client.get_multiplexed_async_connection()).await?;
+                *self.reads.lock() = Some(c.clone());
+                c
+            }
+        };
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("TIME");
+        for (key, from) in keys {
+            let meta = meta_name(key);
+            pipe.cmd("HSETNX").arg(&meta).arg("e").arg(&*new_epoch()).ignore();
+            pipe.cmd("PEXPIRE").arg(&meta).arg(expiry(retention)).ignore();
+            pipe.cmd("HMGET").arg(&meta).arg("e").arg("o");
+            match from {
+                Some(from) => pipe
+                    .cmd("XRANGE")
+                    .arg(stream_name(key))
+                    .arg(format!("{}-0", from.saturating_add(1)))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(count),
+                // Nothing to read: an empty range.
+                None => pipe.cmd("XRANGE").arg(stream_name(key)).arg("1-0").arg("0-0"),
+            };
+            pipe.cmd("XREVRANGE")
+                .arg(stream_name(key))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1);
+        }
+        let answer: redis::RedisResult<Vec<redis::Value>> =
+            within(pipe.query_async(&mut conn)).await;
+        let values = match answer {
+            Ok(values) => values,
+            Err(e) => {
+                *self.reads.lock() = None;
+                return Err(e);
+            }
+        };
+        let mut values = values.into_iter();
+        let bad = || lost("unexpected answer from Redis");
+        let (secs, micros): (u64, u64) =
+            redis::from_redis_value(values.next().ok_or_else(bad)?)?;
+        let now_ms = secs * 1000 + micros / 1000;
+        let mut out = Vec::with_capacity(keys.len());
+        for _ in keys {
+            let (epoch, offset): (Option<String>, Option<u64>) =
+                redis::from_redis_value(values.next().ok_or_else(bad)?)?;
+            let entries = entries(values.next().ok_or_else(bad)?)?;
+            let last = entries_last(values.next().ok_or_else(bad)?)?;
+            out.push(KeyRead {
+                epoch: epoch.ok_or_else(bad)?,
+                offset: offset.unwrap_or(0),
+                entries,
+                last,
+            });
+        }
+        Ok((now_ms, out))
     }
 
     pub fn state(&self) -> BrokerState {
@@ -230,11 +470,13 @@ impl RedisBroker {
 
     async fn publisher(
         self: Arc<Self>,
-        mut queue: mpsc::Receiver<Outgoing>,
+        mut queue: mpsc::Receiver<Item>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut backoff = Backoff::default();
         let mut conn: Option<MultiplexedConnection> = None;
+        // The script's SHA1 and Redis' run id, as of this connection.
+        let mut script = (String::new(), Arc::<str>::from(""));
         let mut seq = 0u64;
         let mut batch = Vec::with_capacity(BATCH);
         loop {
@@ -245,11 +487,18 @@ impl RedisBroker {
                 )
                 .await
                 {
-                    Ok(Ok(c)) => {
-                        conn = Some(c);
-                        backoff = Backoff::default();
-                        self.link(Link::Publish, true, None);
-                    }
+                    Ok(Ok(mut c)) => match self.prepare(&mut c).await {
+                        Ok(prepared) => {
+                            script = prepared;
+                            conn = Some(c);
+                            backoff = Backoff::default();
+                            self.link(Link::Publish, true, None);
+                        }
+                        Err(e) => {
+                            self.link(Link::Publish, false, Some(&e));
+                            tokio::time::sleep(backoff.next()).await;
+                        }
+                    },
                     failed => {
                         self.link(Link::Publish, false, Some(&failure(failed)));
                         // Waiting: whatever was queued meanwhile is told at
@@ -284,33 +533,104 @@ impl RedisBroker {
             }
             let mut pipe = redis::pipe();
             for item in &batch {
-                seq += 1;
-                let payload = envelope(&self.node, seq, item);
-                for key in &item.keys {
-                    pipe.cmd("PUBLISH").arg(channel(key)).arg(&payload).ignore();
+                match item {
+                    Item::Plain(item) => {
+                        seq += 1;
+                        let payload = envelope(&self.node, seq, item);
+                        for key in &item.keys {
+                            pipe.cmd("PUBLISH").arg(channel(key)).arg(&payload).ignore();
+                        }
+                    }
+                    Item::Appended(item) => {
+                        let head = head(&self.node, &item.route, &item.key);
+                        pipe.cmd("EVALSHA")
+                            .arg(&script.0)
+                            .arg(2)
+                            .arg(meta_name(&item.key))
+                            .arg(stream_name(&item.key))
+                            .arg(&*item.data)
+                            .arg(item.maxlen.max(1))
+                            .arg(item.expire_ms)
+                            .arg(&*new_epoch())
+                            .arg(head)
+                            .arg(channel(&item.key))
+                            .arg(&*script.1);
+                    }
                 }
             }
-            let outcome = match timeout(COMMAND_TIMEOUT, pipe.query_async::<()>(c)).await {
-                Ok(Ok(())) => {
+            let answer = timeout(COMMAND_TIMEOUT, pipe.query_async::<Vec<(u64, String)>>(c)).await;
+            match answer {
+                Ok(Ok(positions)) => {
                     self.sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    Cluster::Ok
+                    let mut positions = positions.into_iter();
+                    for item in batch.drain(..) {
+                        match item {
+                            Item::Plain(item) => {
+                                let _ = item.ack.send(Cluster::Ok);
+                            }
+                            Item::Appended(item) => {
+                                let at = positions.next().map(|(offset, epoch)| Position {
+                                    offset,
+                                    epoch: Arc::from(epoch),
+                                });
+                                let _ = item.ack.send(at);
+                            }
+                        }
+                    }
                 }
                 failed => {
                     conn = None;
                     self.link(Link::Publish, false, Some(&failure(failed)));
-                    self.unsent.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    Cluster::Unavailable
+                    for item in batch.drain(..) {
+                        self.refuse(item);
+                    }
                 }
-            };
-            for item in batch.drain(..) {
-                let _ = item.ack.send(outcome);
             }
         }
     }
 
-    fn refuse(&self, item: Outgoing) {
+    fn refuse(&self, item: Item) {
         self.unsent.fetch_add(1, Ordering::Relaxed);
-        let _ = item.ack.send(Cluster::Unavailable);
+        match item {
+            Item::Plain(item) => {
+                let _ = item.ack.send(Cluster::Unavailable);
+            }
+            Item::Appended(item) => {
+                let _ = item.ack.send(None);
+            }
+        }
+    }
+
+    /// On a fresh connection: load the script, learn Redis' run id, and end
+    /// the epochs of the keys published here while Redis was away.
+    async fn prepare(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> redis::RedisResult<(String, Arc<str>)> {
+        let sha: String = within(
+            redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(APPEND)
+                .query_async(conn),
+        )
+        .await?;
+        let info: String = within(redis::cmd("INFO").arg("server").query_async(conn)).await?;
+        let run_id = info
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(str::trim)
+            .unwrap_or_default();
+        *self.run_id.lock() = Some(Arc::from(run_id));
+        let dirty: Vec<Arc<str>> = self.dirty.lock().iter().cloned().collect();
+        for chunk in dirty.chunks(CHUNK) {
+            let names: Vec<String> = chunk.iter().map(|k| meta_name(k)).collect();
+            let _: () = within(redis::cmd("DEL").arg(names).query_async(conn)).await?;
+        }
+        let mut left = self.dirty.lock();
+        for key in &dirty {
+            left.remove(key);
+        }
+        Ok((sha, Arc::from(run_id)))
     }
 
     // ----------------------------------------------------------- subscriber
@@ -340,6 +660,7 @@ impl RedisBroker {
                 Err(e) => e,
             };
             self.channels.store(0, Ordering::Relaxed);
+            self.set_confirmed(HashSet::clear);
             self.link(Link::Subscribe, false, Some(&failed));
             let until = Instant::now() + backoff.next();
             loop {
@@ -375,6 +696,7 @@ impl RedisBroker {
         }
         let subscribed: HashSet<Arc<str>> = wanted.into_iter().map(|(_, key)| key).collect();
         self.channels.store(subscribed.len(), Ordering::Relaxed);
+        self.set_confirmed(|c| c.clone_from(&subscribed));
         let reader = tokio::spawn(Arc::clone(self).read(stream, Arc::clone(deliver)));
         let mut session = Session {
             sink,
@@ -446,6 +768,14 @@ impl RedisBroker {
         for chunk in dels.chunks(CHUNK) {
             let channels: Vec<String> = chunk.iter().map(|(_, key)| channel(key)).collect();
             within(session.sink.unsubscribe(channels)).await?;
+        }
+        if !adds.is_empty() || !dels.is_empty() {
+            self.set_confirmed(|c| {
+                c.extend(adds.iter().map(|(_, key)| Arc::clone(key)));
+                for (_, key) in &dels {
+                    c.remove(key);
+                }
+            });
         }
         self.channels
             .store(session.subscribed.len(), Ordering::Relaxed);
@@ -597,6 +927,15 @@ impl RedisBroker {
                     continue;
                 }
             };
+            if let (Some(offset), Some(epoch), [key]) = (update.o, update.e, &update.k[..]) {
+                // Retained routes: every node's updates, this one's too,
+                // come from here, in offset order.
+                if update.n != &*self.node {
+                    self.received.fetch_add(1, Ordering::Relaxed);
+                }
+                self.streams.arrive(update.r, key, offset, epoch, update.d.get());
+                continue;
+            }
             if update.n == &*self.node {
                 continue;
             }
@@ -649,10 +988,16 @@ struct Session {
 struct Envelope<'a> {
     #[serde(borrow)]
     n: &'a str,
+    #[serde(default)]
     s: u64,
     #[serde(borrow)]
     r: &'a str,
     k: Vec<String>,
+    /// A retained route's update: its offset and epoch.
+    #[serde(default)]
+    o: Option<u64>,
+    #[serde(default, borrow)]
+    e: Option<&'a str>,
     #[serde(borrow)]
     d: &'a RawValue,
 }
@@ -689,6 +1034,60 @@ fn envelope(node: &str, seq: u64, item: &Outgoing) -> String {
     out.push_str(&item.data);
     out.push('}');
     out
+}
+
+/// The start of a retained update's message; the script adds the offset,
+/// the epoch and the data.
+fn head(node: &str, route: &str, key: &str) -> String {
+    let json = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    format!(
+        "{{\"n\":{},\"r\":{},\"k\":[{}],\"o\":",
+        json(node),
+        json(route),
+        json(key)
+    )
+}
+
+fn meta_name(key: &str) -> String {
+    format!("{PREFIX}:m:{key}")
+}
+
+fn stream_name(key: &str) -> String {
+    format!("{PREFIX}:h:{key}")
+}
+
+fn new_epoch() -> Arc<str> {
+    Arc::from(format!("{:012x}", rand::rng().random::<u64>() >> 16))
+}
+
+/// How long a key's stream and meta hash outlive its last update.
+fn expiry(retention: &Retention) -> u64 {
+    let ttl = retention.history_ttl;
+    let keep = if retention.snapshot || ttl.is_zero() {
+        ttl.max(KEEP_SNAPSHOT)
+    } else {
+        ttl
+    };
+    u64::try_from(keep.as_millis()).unwrap_or(u64::MAX)
+}
+
+type Entry = (u64, u64, String);
+
+/// Stream entries (`<offset>-0`, fields `d` and `t`), oldest first.
+fn entries(value: redis::Value) -> redis::RedisResult<Vec<Entry>> {
+    let raw: Vec<(String, HashMap<String, String>)> = redis::from_redis_value(value)?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|(id, mut fields)| {
+            let offset = id.split_once('-')?.0.parse().ok()?;
+            let time = fields.get("t")?.parse().ok()?;
+            Some((offset, time, fields.remove("d")?))
+        })
+        .collect())
+}
+
+fn entries_last(value: redis::Value) -> redis::RedisResult<Option<Entry>> {
+    Ok(entries(value)?.into_iter().next())
 }
 
 fn channel(key: &str) -> String {
