@@ -216,6 +216,11 @@ impl Host {
             routes: Arc::clone(&self.routes),
             registry: Arc::clone(&self.registry),
             history: Arc::clone(&self.history),
+            shared: match &self.broker {
+                Broker::Redis(redis) => Some(Arc::clone(redis)),
+                Broker::Memory => None,
+            },
+            replay_budget: limits.outbox_bytes / 2,
             listed: self.connections.list(admitted.id, &outbox),
             outbox,
             max_subscriptions: limits.max_subscriptions,

@@ -25,6 +25,10 @@ use serde_json::{Map, Value, value::RawValue};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::{
+    broker::{
+        redis::RedisBroker,
+        streams::{self, JoinError},
+    },
     connections::{Admitted, Listed},
     history::{self, History, Joining},
     metrics::{self, Metrics},
@@ -104,6 +108,10 @@ pub struct Parts {
     pub registry: Arc<Registry>,
     /// What routes with retention keep: snapshots and recovery.
     pub history: Arc<History>,
+    /// With Redis: where the histories live instead.
+    pub shared: Option<Arc<RedisBroker>>,
+    /// Most bytes of update frames one subscribe replays.
+    pub replay_budget: usize,
     pub outbox: Arc<Outbox>,
     /// Subscriptions one session may hold.
     pub max_subscriptions: usize,
@@ -125,6 +133,8 @@ pub struct Session {
     routes: Arc<RouteTable>,
     registry: Arc<Registry>,
     history: Arc<History>,
+    shared: Option<Arc<RedisBroker>>,
+    replay_budget: usize,
     outbox: Arc<Outbox>,
     bounds: Bounds,
     /// Only routes whose plugin lists this tag (a per-module endpoint).
@@ -147,6 +157,8 @@ impl Session {
             routes: parts.routes,
             registry: parts.registry,
             history: parts.history,
+            shared: parts.shared,
+            replay_budget: parts.replay_budget,
             outbox: parts.outbox,
             bounds: Bounds {
                 per_connection: parts.max_subscriptions,
@@ -329,7 +341,9 @@ impl Session {
                 other => CommandError::Plugin(other),
             })?;
         if let Some((topic, keys)) = self.registry.held_by_request(self.conn, route, &request) {
-            let retained = self.join(&plugin, &topic, &keys, recover, || Ok(false))?;
+            let retained = self
+                .join(&plugin, &topic, &keys, recover, || Ok(false))
+                .await?;
             return Ok((Subscription { topic, keys }, retained));
         }
         // The plugin reads the request as sent, as it always has; what is
@@ -349,13 +363,15 @@ impl Session {
                 },
                 &self.bounds,
             )
-        })?;
+        })
+        .await?;
         Ok((resolved, retained))
     }
 
     /// `register` the subscription, and for a route with retention queue
-    /// its snapshot or recovered updates (see [`History::subscribe`]).
-    fn join(
+    /// its snapshot or recovered updates (see [`History::subscribe`]; with
+    /// Redis up, [`streams::join`]).
+    async fn join(
         &self,
         plugin: &Lease,
         topic: &str,
@@ -374,7 +390,31 @@ impl Session {
             recover,
             outbox: &self.outbox,
         };
-        Ok(self.history.subscribe(joining, register)?)
+        let shared = self.shared.as_ref().filter(|redis| redis.is_up());
+        let (Some(redis), true) = (shared, self.history.keeps(&plugin.retention)) else {
+            return Ok(self.history.subscribe(joining, register)?);
+        };
+        let registry = &self.registry;
+        let count = |key: &str| registry.subscriber_count(key);
+        match streams::join(redis, joining, self.replay_budget, register, count).await {
+            Ok(retained) => Ok(retained),
+            Err(JoinError::Register(e)) => Err(e.into()),
+            // Redis failed meanwhile: subscribed, nothing replayed; the
+            // positions are this node's own, which no client recovers from.
+            Err(JoinError::Unavailable { .. }) => {
+                let joining = Joining {
+                    route: &plugin.route,
+                    topic,
+                    keys,
+                    retention: &plugin.retention,
+                    recover,
+                    outbox: &self.outbox,
+                };
+                Ok(self
+                    .history
+                    .subscribe(joining, || Ok::<_, LimitReached>(false))?)
+            }
+        }
     }
 
     /// End the subscription made with `request`; the topic it had.
