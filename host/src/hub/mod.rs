@@ -321,7 +321,7 @@ impl Host {
 
     /// Delivers updates of routes with retention, with their positions in
     /// Redis, to this node's subscribers (from any node, this one too).
-    fn retained_delivery(self: &Arc<Self>) -> broker::streams::DeliverAt {
+    fn retained_delivery(self: &Arc<Self>) -> broker::gate::DeliverAt {
         let host = Arc::downgrade(self);
         Arc::new(move |route, key, offset, epoch, data| {
             let Some(host) = host.upgrade() else { return };

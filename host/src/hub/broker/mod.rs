@@ -12,9 +12,10 @@
 //! carries keys and data, already resolved and checked by the publishing
 //! node's plugin.
 
+pub mod gate;
 pub mod redis;
-pub mod streams;
 mod report;
+pub mod streams;
 
 use std::sync::Arc;
 

@@ -38,7 +38,7 @@
 //! history size), renews both expiries and PUBLISHes the update with its
 //! position, as `{"n":..,"r":..,"k":[key],"o":offset,"e":epoch,"d":data}`.
 //! Those messages are delivered on every node, the publishing one included,
-//! through [`Streams`] (see [`super::streams`]), so each key's updates reach
+//! through [`Streams`] (see [`super::streams`] and [`super::gate`]), so each key's updates reach
 //! a node's subscribers in offset order from one place. The epoch is set
 //! once per meta hash: when the hash expires, is lost with Redis, or comes
 //! back from another Redis run (a restored dump), offsets start again in a
@@ -72,11 +72,11 @@ use tokio::{
 };
 
 use super::{
+    gate::{DeliverAt, Streams},
     report::{BrokerState, Cluster, Ticket},
-    streams::{DeliverAt, Streams},
 };
-use crate::plugin::route::Retention;
 use crate::hub::interest::Interest;
+use crate::plugin::route::Retention;
 
 /// How often a node rewrites its record and reads the others'.
 const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -380,8 +380,15 @@ impl RedisBroker {
         pipe.cmd("TIME");
         for (key, from) in keys {
             let meta = meta_name(key);
-            pipe.cmd("HSETNX").arg(&meta).arg("e").arg(&*new_epoch()).ignore();
-            pipe.cmd("PEXPIRE").arg(&meta).arg(expiry(retention)).ignore();
+            pipe.cmd("HSETNX")
+                .arg(&meta)
+                .arg("e")
+                .arg(&*new_epoch())
+                .ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(&meta)
+                .arg(expiry(retention))
+                .ignore();
             pipe.cmd("HMGET").arg(&meta).arg("e").arg("o");
             match from {
                 Some(from) => pipe
@@ -392,7 +399,11 @@ impl RedisBroker {
                     .arg("COUNT")
                     .arg(count),
                 // Nothing to read: an empty range.
-                None => pipe.cmd("XRANGE").arg(stream_name(key)).arg("1-0").arg("0-0"),
+                None => pipe
+                    .cmd("XRANGE")
+                    .arg(stream_name(key))
+                    .arg("1-0")
+                    .arg("0-0"),
             };
             pipe.cmd("XREVRANGE")
                 .arg(stream_name(key))
@@ -412,8 +423,7 @@ impl RedisBroker {
         };
         let mut values = values.into_iter();
         let bad = || lost("unexpected answer from Redis");
-        let (secs, micros): (u64, u64) =
-            redis::from_redis_value(values.next().ok_or_else(bad)?)?;
+        let (secs, micros): (u64, u64) = redis::from_redis_value(values.next().ok_or_else(bad)?)?;
         let now_ms = secs * 1000 + micros / 1000;
         let mut out = Vec::with_capacity(keys.len());
         for _ in keys {
@@ -933,7 +943,8 @@ impl RedisBroker {
                 if update.n != &*self.node {
                     self.received.fetch_add(1, Ordering::Relaxed);
                 }
-                self.streams.arrive(update.r, key, offset, epoch, update.d.get());
+                self.streams
+                    .arrive(update.r, key, offset, epoch, update.d.get());
                 continue;
             }
             if update.n == &*self.node {

@@ -20,11 +20,12 @@
 //!
 //! Parking lasts one Redis round trip, bounded by the command timeout.
 
-use std::{collections::HashMap, sync::Arc, sync::OnceLock};
+use std::sync::Arc;
 
-use parking_lot::Mutex;
-
-use super::redis::{KeyRead, RedisBroker};
+use super::{
+    gate::KeyGate,
+    redis::{KeyRead, RedisBroker},
+};
 use crate::{
     hub::{
         history::Joining,
@@ -33,120 +34,6 @@ use crate::{
     plugin::route::Retention,
     protocol::{self, KeyPosition, Positions, Retained},
 };
-
-/// Most updates parked for one key while a subscription joins; past it the
-/// oldest are dropped (a join is one Redis round trip).
-const PARKED: usize = 65_536;
-
-/// Delivers an update of a route with retention to this node's
-/// subscribers: (route, key, offset, epoch, data).
-pub type DeliverAt = Arc<dyn Fn(&str, &str, u64, &str, &str) + Send + Sync>;
-
-#[derive(Default)]
-pub struct Streams {
-    keys: Mutex<HashMap<Arc<str>, Arc<KeyGate>>>,
-    deliver: OnceLock<DeliverAt>,
-}
-
-#[derive(Default)]
-struct KeyGate {
-    /// Joins of this key take turns.
-    join: Arc<tokio::sync::Mutex<()>>,
-    state: Mutex<Cursor>,
-}
-
-#[derive(Default)]
-struct Cursor {
-    /// The epoch and offset of the last update delivered on this node.
-    epoch: Option<Arc<str>>,
-    last: u64,
-    parking: bool,
-    parked: Vec<Live>,
-}
-
-struct Live {
-    route: Arc<str>,
-    offset: u64,
-    epoch: Arc<str>,
-    data: Box<str>,
-}
-
-impl Cursor {
-    /// Whether an update at (`offset`, `epoch`) is news here; if so it
-    /// becomes the position.
-    fn admit(&mut self, offset: u64, epoch: &str) -> bool {
-        if self.epoch.as_deref() == Some(epoch) && offset <= self.last {
-            return false;
-        }
-        if self.epoch.as_deref() != Some(epoch) {
-            self.epoch = Some(Arc::from(epoch));
-        }
-        self.last = offset;
-        true
-    }
-}
-
-impl Streams {
-    pub fn set_delivery(&self, deliver: DeliverAt) {
-        let _ = self.deliver.set(deliver);
-    }
-
-    /// An update from the key's channel: delivered unless already
-    /// delivered, parked while a subscription joins.
-    pub fn arrive(&self, route: &str, key: &str, offset: u64, epoch: &str, data: &str) {
-        let Some(deliver) = self.deliver.get() else {
-            return;
-        };
-        let gate = self.gate(key);
-        let mut st = gate.state.lock();
-        if st.parking {
-            if st.parked.len() >= PARKED {
-                st.parked.remove(0);
-            }
-            st.parked.push(Live {
-                route: Arc::from(route),
-                offset,
-                epoch: Arc::from(epoch),
-                data: Box::from(data),
-            });
-            return;
-        }
-        if st.admit(offset, epoch) {
-            deliver(route, key, offset, epoch, data);
-        }
-    }
-
-    /// Forget the positions of keys nobody here wants (and nobody joins).
-    pub fn prune(&self, wanted: impl Fn(&str) -> bool) {
-        self.keys.lock().retain(|key, gate| {
-            wanted(key) || Arc::strong_count(gate) > 1 || gate.join.try_lock().is_err()
-        });
-    }
-
-    fn gate(&self, key: &str) -> Arc<KeyGate> {
-        let mut keys = self.keys.lock();
-        if let Some(g) = keys.get(key) {
-            return Arc::clone(g);
-        }
-        let g = Arc::new(KeyGate::default());
-        keys.insert(Arc::from(key), Arc::clone(&g));
-        g
-    }
-
-    /// Stop parking `key`, delivering what was parked (after the position).
-    fn unpark(&self, key: &str, st: &mut Cursor) {
-        st.parking = false;
-        let parked = std::mem::take(&mut st.parked);
-        let Some(deliver) = self.deliver.get() else {
-            return;
-        };
-        for live in parked {
-            if st.admit(live.offset, &live.epoch) {
-                deliver(&live.route, key, live.offset, &live.epoch, &live.data);
-            }
-        }
-    }
-}
 
 /// Why a join through Redis did not complete.
 pub enum JoinError<E> {
@@ -318,10 +205,13 @@ fn missed<'a>(
         .iter()
         .filter(|e| e.0 > offset && e.0 <= base)
         .collect();
-    let complete = wanted.len() as u64 == base - offset
-        && wanted.first().is_none_or(|e| e.0 == offset + 1);
+    let complete =
+        wanted.len() as u64 == base - offset && wanted.first().is_none_or(|e| e.0 == offset + 1);
     let ttl = u64::try_from(retention.history_ttl.as_millis()).unwrap_or(u64::MAX);
-    let fresh = ttl == 0 || wanted.first().is_none_or(|e| now_ms.saturating_sub(e.1) <= ttl);
+    let fresh = ttl == 0
+        || wanted
+            .first()
+            .is_none_or(|e| now_ms.saturating_sub(e.1) <= ttl);
     (complete && fresh).then(|| wanted.into_iter().map(|e| (e.0, e.2.as_str())))
 }
 
@@ -340,20 +230,4 @@ fn queue(outbox: &Outbox, frames: Vec<Frame>) -> bool {
     frames
         .into_iter()
         .all(|f| outbox.push_update(f, None).is_ok())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cursor_admits_news_only() {
-        let mut c = Cursor::default();
-        assert!(c.admit(1, "e"));
-        assert!(!c.admit(1, "e"));
-        assert!(c.admit(3, "e"));
-        assert!(!c.admit(2, "e"));
-        // Another epoch: a new run, whatever its offsets.
-        assert!(c.admit(1, "f"));
-    }
 }
