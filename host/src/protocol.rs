@@ -677,11 +677,37 @@ pub fn update_frame_at(
     out
 }
 
+/// `s` as a JSON string, escaped as serde_json escapes it, without an
+/// intermediate allocation (update frames are encoded on the fan-out path,
+/// and bars topics have quotes to escape).
 fn push_json_str(s: &str, out: &mut String) {
-    match serde_json::to_string(s) {
-        Ok(quoted) => out.push_str(&quoted),
-        Err(_) => out.push_str("\"\""),
+    out.push('"');
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[plain..i]);
+        plain = i + 1;
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(escape);
+        }
     }
+    out.push_str(&s[plain..]);
+    out.push('"');
 }
 
 /// `text` (valid JSON) without insignificant whitespace. Publishers may send
@@ -863,6 +889,23 @@ mod tests {
             refusal(r#"{"type":"bars.refresh","payload":{}}"#),
             FrameError::UnknownOperation { .. }
         ));
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut all: String = (0u8..0x80).map(char::from).collect();
+        all.push_str("é\u{2028}😀\\\"");
+        for s in [
+            "",
+            "plain",
+            r#"bars:{"resolution":"1","symbol":"AAPL"}"#,
+            "\u{0}\u{1f}\u{7f}",
+            &all,
+        ] {
+            let mut out = String::new();
+            push_json_str(s, &mut out);
+            assert_eq!(Some(out), serde_json::to_string(s).ok(), "{s:?}");
+        }
     }
 
     #[test]
