@@ -195,6 +195,10 @@ pub struct RedisBroker {
     pending: Mutex<Option<Pending>>,
     publish_up: AtomicBool,
     subscribe_up: AtomicBool,
+    /// Set when the subscription link fails: the publisher's connection
+    /// (and its loaded script) is likely dead too, and is replaced before
+    /// its next use rather than failing one batch to find out.
+    stale: AtomicBool,
     /// Set while an outage has been logged and not yet its end.
     reported_down: AtomicBool,
     channels: AtomicUsize,
@@ -239,6 +243,7 @@ impl RedisBroker {
             })),
             publish_up: AtomicBool::new(false),
             subscribe_up: AtomicBool::new(false),
+            stale: AtomicBool::new(false),
             reported_down: AtomicBool::new(false),
             channels: AtomicUsize::new(0),
             sent: AtomicU64::new(0),
@@ -466,6 +471,10 @@ impl RedisBroker {
             Link::Subscribe => &self.subscribe_up,
         };
         flag.store(up, Ordering::Release);
+        if !up && matches!(link, Link::Subscribe) {
+            self.stale.store(true, Ordering::Release);
+            *self.reads.lock() = None;
+        }
         if !up && !self.reported_down.swap(true, Ordering::AcqRel) {
             tracing::warn!(
                 error = %error.map(ToString::to_string).unwrap_or_default(),
@@ -490,7 +499,7 @@ impl RedisBroker {
         let mut seq = 0u64;
         let mut batch = Vec::with_capacity(BATCH);
         loop {
-            let Some(c) = conn.as_mut() else {
+            if conn.is_none() {
                 match timeout(
                     COMMAND_TIMEOUT,
                     self.client.get_multiplexed_async_connection(),
@@ -527,7 +536,7 @@ impl RedisBroker {
                     }
                 }
                 continue;
-            };
+            }
             tokio::select! {
                 item = queue.recv() => match item {
                     Some(item) => batch.push(item),
@@ -541,6 +550,27 @@ impl RedisBroker {
                     Err(_) => break,
                 }
             }
+            if self.stale.swap(false, Ordering::AcqRel) {
+                let fresh = match within(self.client.get_multiplexed_async_connection()).await {
+                    Ok(mut c) => self.prepare(&mut c).await.map(|p| (c, p)),
+                    Err(e) => Err(e),
+                };
+                match fresh {
+                    Ok((c, prepared)) => {
+                        conn = Some(c);
+                        script = prepared;
+                    }
+                    Err(e) => {
+                        conn = None;
+                        self.link(Link::Publish, false, Some(&e));
+                        for item in batch.drain(..) {
+                            self.refuse(item);
+                        }
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = conn.as_mut() else { continue };
             let mut pipe = redis::pipe();
             for item in &batch {
                 match item {
