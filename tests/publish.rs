@@ -182,7 +182,12 @@ async fn bad_updates_are_reported_and_the_rest_of_the_batch_is_delivered() {
             .contains("\"request\"")
     );
     assert_eq!(results[5]["status"], "ok");
-    assert!(results[6]["message"].as_str().unwrap().contains("malformed"));
+    assert!(
+        results[6]["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed")
+    );
     assert!(results[7]["message"].as_str().unwrap().contains("extra"));
 
     let frame = c.recv().await;

@@ -351,16 +351,15 @@ impl Host {
         update: &Update,
         check: publish::DataCheck<'_>,
     ) -> Result<Receipt, PublishError> {
-        let result =
-            publish::publish(
-                &self.routes,
-                &self.registry,
-                &self.history,
-                self.shared_history(),
-                update,
-                check,
-            )
-            .await;
+        let result = publish::publish(
+            &self.routes,
+            &self.registry,
+            &self.history,
+            self.shared_history(),
+            update,
+            check,
+        )
+        .await;
         match &result {
             Ok(receipt) => {
                 self.metrics
@@ -529,7 +528,9 @@ async fn sweep_history(host: Arc<Host>) {
             |key| host.registry.has_subscribers(key),
         );
         if let Broker::Redis(redis) = &host.broker {
-            redis.streams().prune(|key| host.registry.has_subscribers(key));
+            redis
+                .streams()
+                .prune(|key| host.registry.has_subscribers(key));
         }
     }
 }

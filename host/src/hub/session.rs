@@ -350,21 +350,22 @@ impl Session {
         // stored (and resolved again after an upgrade) is the canonical one.
         let resolved = plugin.topics(raw.get()).await?;
         // Already held under this topic: idempotent, nothing changes.
-        let retained = self.join(&plugin, &resolved.topic, &resolved.keys, recover, || {
-            self.registry.add(
-                NewSubscription {
-                    conn: self.conn,
-                    outbox: &self.outbox,
-                    route: &plugin.route,
-                    topic: &resolved.topic,
-                    request: &request,
-                    keys: &resolved.keys,
-                    resolved_by: &plugin.sha256,
-                },
-                &self.bounds,
-            )
-        })
-        .await?;
+        let retained = self
+            .join(&plugin, &resolved.topic, &resolved.keys, recover, || {
+                self.registry.add(
+                    NewSubscription {
+                        conn: self.conn,
+                        outbox: &self.outbox,
+                        route: &plugin.route,
+                        topic: &resolved.topic,
+                        request: &request,
+                        keys: &resolved.keys,
+                        resolved_by: &plugin.sha256,
+                    },
+                    &self.bounds,
+                )
+            })
+            .await?;
         Ok((resolved, retained))
     }
 
