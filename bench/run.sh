@@ -135,12 +135,25 @@ start() {
     esac
     pid=$!
     for _ in $(seq 200); do
-        if (: </dev/tcp/127.0.0.1/$port) 2>/dev/null; then return 0; fi
+        if (: </dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+            # The host refuses WebSocket upgrades (503) until its plugins
+            # are loaded, which is after it starts listening.
+            case $server in ws-router | ws-router@*) ready || break ;; esac
+            return 0
+        fi
         sleep 0.05
     done
-    echo "$server did not start listening on $port" >&2
+    echo "$server did not start listening on $port, or did not get ready" >&2
     cat "$work"/*.log >&2
     exit 1
+}
+
+ready() { # the host on $port answers /readyz with 200 (within 10 s)
+    for _ in $(seq 200); do
+        curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" && return 0
+        sleep 0.05
+    done
+    return 1
 }
 
 run() { # run <server> <scenario> <loadgen subcommand and args...>
