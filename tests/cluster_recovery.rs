@@ -243,3 +243,30 @@ async fn redis_down_and_back_never_claims_a_false_recovery_and_local_delivery_go
     assert_eq!(seen_a.0, 4);
     assert_eq!(seen_a.2, fresh);
 }
+
+#[tokio::test]
+async fn a_batch_is_queued_to_redis_whole_and_arrives_in_order_on_both_nodes() {
+    // A batch's updates are all queued before any answer is awaited (one
+    // Redis round trip per batch, not per update): order and offsets must
+    // still be exactly the batch's.
+    let redis = Redis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    connected(&a, &b).await;
+    let mut on_a = a.client().await;
+    let mut on_b = b.client().await;
+    let (_, epoch) = position(&subscribe_bars(&mut on_a, None).await);
+    subscribe_bars(&mut on_b, None).await;
+    let results = publish_bars(&a, 1..=200).await;
+    assert_eq!(results.len(), 200);
+    assert!(
+        results.iter().all(|r| r["cluster"] == "ok"),
+        "{:?}",
+        results.first()
+    );
+    for client in [&mut on_a, &mut on_b] {
+        for n in 1..=200 {
+            assert_eq!(update(client).await, (n, n, epoch.clone()));
+        }
+        client.expect_silence(Duration::from_millis(200)).await;
+    }
+}

@@ -58,7 +58,7 @@ use history::History;
 use interest::{Interest, InterestStream};
 use metrics::Metrics;
 use outbox::{Frame, Outbox};
-use publish::{PublishError, Receipt, Update};
+use publish::{PublishError, Published, Receipt, Update};
 use registry::Registry;
 use reload::{PluginFileView, Reloader};
 use routes::{RouteTable, Table};
@@ -245,7 +245,8 @@ impl Host {
         update: &Update,
         check: publish::DataCheck<'_>,
     ) -> Result<Receipt, PublishError> {
-        let result = self.publish_here(update, check).await;
+        let published = self.publish_here(update, check).await;
+        let result = self.received(update, published).await;
         match (&self.broker, result) {
             (Broker::Memory, result) => result,
             // Its history in Redis carried it to the other nodes already.
@@ -263,19 +264,30 @@ impl Host {
     }
 
     /// Publish several updates in order, each checked as `check` says; each
-    /// succeeds or fails alone. With Redis, the other nodes are told of the
-    /// batch in one go.
+    /// succeeds or fails alone. With Redis, the batch is queued to Redis
+    /// whole before any answer is awaited.
     pub async fn publish_many_checked(
         &self,
         items: Vec<Result<Update, PublishError>>,
         check: publish::DataCheck<'_>,
     ) -> Vec<Result<Receipt, PublishError>> {
-        let mut results = Vec::with_capacity(items.len());
-        let mut tickets = Vec::new();
+        // Every item queued first (in order), then every answer awaited.
+        let mut published = Vec::with_capacity(items.len());
         for item in items {
-            let result = match item {
+            published.push(match item {
                 Ok(update) => {
                     let result = self.publish_here(&update, check).await;
+                    Ok((update, result))
+                }
+                Err(e) => Err(e),
+            });
+        }
+        let mut results = Vec::with_capacity(published.len());
+        let mut tickets = Vec::new();
+        for item in published {
+            let result = match item {
+                Ok((update, result)) => {
+                    let result = self.received(&update, result).await;
                     if let (Broker::Redis(_), Ok(receipt)) = (&self.broker, &result)
                         && receipt.cluster.is_none()
                     {
@@ -350,8 +362,8 @@ impl Host {
         &self,
         update: &Update,
         check: publish::DataCheck<'_>,
-    ) -> Result<Receipt, PublishError> {
-        let result = publish::publish(
+    ) -> Result<Published, PublishError> {
+        publish::publish(
             &self.routes,
             &self.registry,
             &self.history,
@@ -359,7 +371,21 @@ impl Host {
             update,
             check,
         )
-        .await;
+        .await
+    }
+
+    /// The receipt of `update`'s publication, once known, counted.
+    async fn received(
+        &self,
+        update: &Update,
+        published: Result<Published, PublishError>,
+    ) -> Result<Receipt, PublishError> {
+        let result = match published {
+            Ok(published) => Ok(published
+                .receipt(&self.registry, &self.history, self.shared_history())
+                .await),
+            Err(e) => Err(e),
+        };
         match &result {
             Ok(receipt) => {
                 self.metrics

@@ -20,15 +20,19 @@ use std::sync::{
 
 use serde::Serialize;
 use serde_json::{Value, value::RawValue};
+use tokio::sync::oneshot;
 
 use super::{
-    broker::{Cluster, redis::RedisBroker},
+    broker::{
+        Cluster,
+        redis::{Position, RedisBroker},
+    },
     history::History,
     registry::Registry,
     routes::{RouteTable, UnknownRoute},
 };
 use crate::{
-    plugin::{CallError, Plugin, Problem},
+    plugin::{CallError, Lease, Problem},
     protocol,
 };
 
@@ -164,7 +168,10 @@ impl Sampler {
     }
 }
 
-/// Publish one update to the subscribers of its keys.
+/// Publish one update to the subscribers of its keys. With Redis, an
+/// update of a route with retention is queued to Redis here, and its
+/// receipt waits for Redis ([`Published::receipt`]): a batch queues all of
+/// its updates, in order, before waiting for any.
 pub async fn publish(
     routes: &RouteTable,
     registry: &Registry,
@@ -172,7 +179,7 @@ pub async fn publish(
     shared: Option<&RedisBroker>,
     update: &Update,
     check: DataCheck<'_>,
-) -> Result<Receipt, PublishError> {
+) -> Result<Published, PublishError> {
     let plugin = routes.lease_or_unknown(&update.route)?;
     let route = || plugin.info.name.clone();
     let keys: Vec<Arc<str>> = match &update.address {
@@ -201,7 +208,7 @@ pub async fn publish(
         // Trusted and not picked: the data is JSON (it parsed as a raw
         // value); its shape is the publisher's word.
         DataCheck::Sampled(_) => {
-            return Ok(deliver(registry, history, shared, &plugin, keys, update).await);
+            return Ok(deliver(registry, history, shared, plugin, keys, update));
         }
     };
     let data: Value = serde_json::from_str(update.data.get())
@@ -220,27 +227,59 @@ pub async fn publish(
             problems,
         });
     }
-    Ok(deliver(registry, history, shared, &plugin, keys, update).await)
+    Ok(deliver(registry, history, shared, plugin, keys, update))
+}
+
+/// A publication: delivered, or waiting for Redis to give its keys their
+/// offsets.
+pub enum Published {
+    Done(Receipt),
+    Shared(SharedPublication),
+}
+
+impl Published {
+    /// Where it went, once known (`redis`: the broker it was queued to).
+    pub async fn receipt(
+        self,
+        registry: &Registry,
+        history: &History,
+        redis: Option<&RedisBroker>,
+    ) -> Receipt {
+        match self {
+            Published::Done(receipt) => receipt,
+            Published::Shared(shared) => shared.receipt(registry, history, redis).await,
+        }
+    }
 }
 
 /// Queue `update` to the subscribers of `keys`. The one place offsets
 /// are assigned: a route with retention stores each key's publication in
 /// the history, which orders its fan-out; any other route's goes straight
 /// to the registry. With Redis (`shared`), a route with retention keeps
-/// its history there instead: see [`deliver_shared`].
-async fn deliver(
+/// its history there instead: see [`SharedPublication`].
+fn deliver(
     registry: &Registry,
     history: &History,
     shared: Option<&RedisBroker>,
-    plugin: &Plugin,
+    plugin: Lease,
     keys: Vec<Arc<str>>,
     update: &Update,
-) -> Receipt {
+) -> Published {
     let data = protocol::compact_json(update.data.get());
     if let Some(redis) = shared
         && history.keeps(&plugin.retention)
     {
-        return deliver_shared(registry, history, redis, plugin, keys, &data).await;
+        // Queued together, so that they share pipelines.
+        let answers = keys
+            .iter()
+            .map(|key| redis.queue_append(&plugin.route, key, &data, &plugin.retention))
+            .collect();
+        return Published::Shared(SharedPublication {
+            data: Box::from(&*data),
+            plugin,
+            keys,
+            answers,
+        });
     }
     let fan_out = if history.keeps(&plugin.retention) {
         history.publish(
@@ -254,13 +293,13 @@ async fn deliver(
     } else {
         registry.publish(&keys, &data, plugin.delivery)
     };
-    Receipt {
+    Published::Done(Receipt {
         route: Arc::clone(&plugin.route),
         keys,
         delivered: fan_out.delivered,
         dropped: fan_out.dropped,
         cluster: None,
-    }
+    })
 }
 
 /// A route with retention, with Redis: each key's update is appended to its
@@ -269,45 +308,60 @@ async fn deliver(
 /// Redis does not take goes to the in-memory history (this node's own
 /// epoch, so no client recovers across it) and is marked for its Redis
 /// epoch to end.
-async fn deliver_shared(
-    registry: &Registry,
-    history: &History,
-    redis: &RedisBroker,
-    plugin: &Plugin,
+pub struct SharedPublication {
+    plugin: Lease,
     keys: Vec<Arc<str>>,
-    data: &str,
-) -> Receipt {
-    // Queued together, so that they share pipelines.
-    let appends = keys
-        .iter()
-        .map(|key| redis.append(&plugin.route, key, data, &plugin.retention));
-    let positions = futures_util::future::join_all(appends).await;
-    let mut receipt = Receipt {
-        route: Arc::clone(&plugin.route),
-        keys: Vec::new(),
-        delivered: 0,
-        dropped: 0,
-        cluster: Some(Cluster::Ok),
-    };
-    for (key, position) in keys.iter().zip(positions) {
-        match position {
-            Some(_) => receipt.delivered += registry.subscriber_count(key),
-            None => {
-                redis.mark_dirty(key);
-                let fan_out = history.publish(
-                    registry,
-                    &plugin.route,
-                    &plugin.retention,
-                    plugin.delivery,
-                    std::slice::from_ref(key),
-                    data,
-                );
-                receipt.delivered += fan_out.delivered;
-                receipt.dropped += fan_out.dropped;
-                receipt.cluster = Some(Cluster::Unavailable);
+    data: Box<str>,
+    /// Per key: Redis' answer to come (`None`: not queued).
+    answers: Vec<Option<oneshot::Receiver<Option<Position>>>>,
+}
+
+impl SharedPublication {
+    async fn receipt(
+        self,
+        registry: &Registry,
+        history: &History,
+        redis: Option<&RedisBroker>,
+    ) -> Receipt {
+        let SharedPublication {
+            plugin,
+            keys,
+            data,
+            answers,
+        } = self;
+        let mut receipt = Receipt {
+            route: Arc::clone(&plugin.route),
+            keys: Vec::new(),
+            delivered: 0,
+            dropped: 0,
+            cluster: Some(Cluster::Ok),
+        };
+        for (key, answer) in keys.iter().zip(answers) {
+            let position = match answer {
+                Some(answer) => answer.await.ok().flatten(),
+                None => None,
+            };
+            match position {
+                Some(_) => receipt.delivered += registry.subscriber_count(key),
+                None => {
+                    if let Some(redis) = redis {
+                        redis.mark_dirty(key);
+                    }
+                    let fan_out = history.publish(
+                        registry,
+                        &plugin.route,
+                        &plugin.retention,
+                        plugin.delivery,
+                        std::slice::from_ref(key),
+                        &data,
+                    );
+                    receipt.delivered += fan_out.delivered;
+                    receipt.dropped += fan_out.dropped;
+                    receipt.cluster = Some(Cluster::Unavailable);
+                }
             }
         }
+        receipt.keys = keys;
+        receipt
     }
-    receipt.keys = keys;
-    receipt
 }

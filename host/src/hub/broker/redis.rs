@@ -291,17 +291,21 @@ impl RedisBroker {
         }
     }
 
-    /// Append an update of a route with retention to `key`'s stream; its
-    /// position once Redis took it (`None`: Redis is unreachable, nothing
-    /// was delivered anywhere, see [`RedisBroker::mark_dirty`]). The update
-    /// reaches this node's subscribers from the key's channel.
-    pub async fn append(
+    /// Append an update of a route with retention to `key`'s stream. It is
+    /// queued now, so that updates keep the order they are queued in, and
+    /// answered with its position once Redis took it (`None`: Redis is
+    /// unreachable and nothing was delivered anywhere, see
+    /// [`RedisBroker::mark_dirty`]); a batch queues all of its updates
+    /// before waiting for any, so they share pipelines. The update reaches
+    /// this node's subscribers from the key's channel. Not queued (`None`)
+    /// when Redis is down or the queue is full.
+    pub fn queue_append(
         &self,
         route: &Arc<str>,
         key: &Arc<str>,
         data: &str,
         retention: &Retention,
-    ) -> Option<Position> {
+    ) -> Option<oneshot::Receiver<Option<Position>>> {
         if !self.up() {
             self.unsent.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -319,7 +323,7 @@ impl RedisBroker {
             self.unsent.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        answer.await.ok().flatten()
+        Some(answer)
     }
 
     /// `key` was published on this node without Redis: once Redis is back
