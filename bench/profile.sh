@@ -31,7 +31,9 @@ port=8120
 RUST_LOG=warn "$host" --listen 127.0.0.1:$port --plugins "$work/plugins" --no-demo-feed \
     --max-connections 100000 --commands-per-sec 100000 >"$work/host.log" 2>&1 &
 pid=$!
-for _ in $(seq 200); do (: </dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
+# Ready, not just listening: WebSocket upgrades get 503 until the startup
+# plugins are loaded.
+for _ in $(seq 400); do curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" && break; sleep 0.05; done
 sleep 1
 
 common=(--server ws-router --ws "ws://127.0.0.1:$port/api/v1/ws" --pid "$pid" --out "$work/results.jsonl")
