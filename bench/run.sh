@@ -236,18 +236,26 @@ if want two-nodes && [[ " $servers " == *" ws-router "* ]]; then
     trap 'stop; kill $redis_pid $node_b 2>/dev/null || true; rm -rf "$work"' EXIT
     for _ in $(seq 100); do (: </dev/tcp/127.0.0.1/$redis_port) 2>/dev/null && break; sleep 0.05; done
     node_b=
-    two() { # two <scenario> <fanout args...>: node A on 8100 (via start), node B on 8104
-        local scenario=$1
-        shift
+    # two <one node> <scenario> <fanout args...>: node A on 8100, node B on
+    # 8104, run as the single-node server <one node> is (`ws-router`, or
+    # `ws-router@history-off`: the broker alone, without Redis streams).
+    two() {
+        local single=$1 scenario=$2
+        shift 2
+        local label="ws-router x2" extra=()
+        if [ "$single" != ws-router ]; then
+            label="${single} x2"
+            read -ra extra <<<"${host_args[$single]:-}"
+        fi
         rm -rf "$work/plugins" "$work/plugins-b" && mkdir -p "$work/plugins" "$work/plugins-b"
         for p in bars quotes trades; do cp "plugins/$p.wasm" "$work/plugins/"; cp "plugins/$p.wasm" "$work/plugins-b/"; done
         RUST_LOG=warn "${pin_server[@]}" target/release/ws-router-host --listen 127.0.0.1:8100 --plugins "$work/plugins" \
             --no-demo-feed --max-connections 100000 --commands-per-sec 100000 \
-            --redis-url "redis://127.0.0.1:$redis_port/0" >"$work/host.log" 2>&1 &
+            --redis-url "redis://127.0.0.1:$redis_port/0" "${extra[@]}" >"$work/host.log" 2>&1 &
         pid=$!
         RUST_LOG=warn "${pin_server[@]}" target/release/ws-router-host --listen 127.0.0.1:8104 --plugins "$work/plugins-b" \
             --no-demo-feed --max-connections 100000 --commands-per-sec 100000 \
-            --redis-url "redis://127.0.0.1:$redis_port/0" >"$work/host-b.log" 2>&1 &
+            --redis-url "redis://127.0.0.1:$redis_port/0" "${extra[@]}" >"$work/host-b.log" 2>&1 &
         node_b=$!
         for p in 8100 8104; do
             for _ in $(seq 200); do (: </dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.05; done
@@ -259,8 +267,8 @@ if want two-nodes && [[ " $servers " == *" ws-router "* ]]; then
                 sleep 0.1
             done
         done
-        echo "== $scenario: ws-router x2"
-        "${pin_load[@]}" "$loadgen" fanout --server "ws-router x2" --scenario "$scenario" \
+        echo "== $scenario: $label"
+        "${pin_load[@]}" "$loadgen" fanout --server "$label" --scenario "$scenario" \
             --ws "ws://127.0.0.1:8100/api/v1/ws,ws://127.0.0.1:8104/api/v1/ws" --pid "$pid" \
             --out "$results" --publish http://127.0.0.1:8100/api/v1/publish \
             --size "$size" --warmup "$warmup" --duration "$duration" "$@" >/dev/null ||
@@ -274,15 +282,17 @@ if want two-nodes && [[ " $servers " == *" ws-router "* ]]; then
         local rate
         rate=$(tail -n 1 "$results" | python3 -c 'import json, sys; r = json.load(sys.stdin); print(int(r.get("half_pubs_per_s") or 0))')
         if [ "${rate:-0}" -gt 0 ]; then
-            start ws-router bars quotes trades
-            run "ws-router at the pair's rate" "$scenario" fanout \
+            start "$single" bars quotes trades
+            run "$single at the pair's rate" "$scenario" fanout \
                 "${fanout_args[@]/PUBLISH/http://127.0.0.1:$port/api/v1/publish}" --rate "$rate" "$@"
             stop
         fi
     }
-    two "hot topic" --conns "$hot_conns" --topics 1 --subs-per-conn 1
-    two "many topics" --conns "$topic_conns" --topics "$topics" \
-        --subs-per-conn $((topics * topic_subs / topic_conns))
+    for single in ws-router ws-router@history-off; do
+        two "$single" "hot topic" --conns "$hot_conns" --topics 1 --subs-per-conn 1
+        two "$single" "many topics" --conns "$topic_conns" --topics "$topics" \
+            --subs-per-conn $((topics * topic_subs / topic_conns))
+    done
     kill $redis_pid 2>/dev/null || true
 fi
 
