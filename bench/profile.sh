@@ -56,9 +56,15 @@ if [[ $load == storm* ]]; then
     kill -INT "$perf_pid"
     wait "$perf_pid" || true
 else
-    (sleep 3 && perf record -F 999 -g --call-graph dwarf,8192 -p "$pid" -o "$work/perf.data" -- sleep 2 2>/dev/null) &
-    target/release/loadgen "${cmd[@]}" >/dev/null
-    wait
+    target/release/loadgen "${cmd[@]}" >/dev/null &
+    loadgen=$!
+    sleep 3
+    perf record -F 999 -g --call-graph dwarf,8192 -p "$pid" -o "$work/perf.data" 2>/dev/null &
+    perf_pid=$!
+    sleep 2
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+    wait "$loadgen"
 fi
 perf script -i "$work/perf.data" 2>/dev/null | inferno-collapse-perf >"$out/$load.folded"
 inferno-flamegraph --title "ws-router-host: $load" <"$out/$load.folded" >"$out/$load.svg"
