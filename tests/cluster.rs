@@ -8,48 +8,15 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use redis_server::Redis;
+use redis_server::{
+    Redis,
+    nodes::{broker, connected, node, node_with, until},
+};
 use serde_json::{Value, json};
 use support::{Client, Event, Host};
 
 const KEY: &str = "trades:AAPL";
 const CHANNEL: &str = "ws-router:u:trades:AAPL";
-
-fn node(redis: &Redis) -> Host {
-    node_with(redis, &[])
-}
-
-fn node_with(redis: &Redis, args: &[&str]) -> Host {
-    let mut b = Host::builder().arg("--redis-url").arg(&redis.url());
-    for a in args {
-        b = b.arg(a);
-    }
-    b.start()
-}
-
-/// Wait (at most 15 s) until `check` holds.
-async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
-async fn broker(host: &Host) -> Value {
-    host.get_json("/readyz").await["broker"].clone()
-}
-
-/// Both nodes connected to Redis.
-async fn connected(a: &Host, b: &Host) {
-    until("both nodes reach Redis", async || {
-        broker(a).await["up"] == true && broker(b).await["up"] == true
-    })
-    .await;
-}
 
 /// Nodes subscribed in Redis to `channel`.
 fn subscribers_in_redis(redis: &Redis, channel: &str) -> u64 {

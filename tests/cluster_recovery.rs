@@ -6,40 +6,16 @@
 mod redis_server;
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use redis_server::Redis;
+use redis_server::{
+    Redis,
+    nodes::{connected, node, until, up},
+};
 use serde_json::{Value, json};
 use support::{Client, Host};
 
 const BARS: &str = r#"bars:{"resolution":"1","symbol":"AAPL"}"#;
-
-fn node(redis: &Redis) -> Host {
-    Host::builder().arg("--redis-url").arg(&redis.url()).start()
-}
-
-/// Wait (at most 15 s) until `check` holds.
-async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
-async fn up(host: &Host) -> bool {
-    host.get_json("/readyz").await["broker"]["up"] == true
-}
-
-async fn connected(a: &Host, b: &Host) {
-    until("both nodes reach Redis", async || {
-        up(a).await && up(b).await
-    })
-    .await;
-}
 
 fn bar(time: u64) -> Value {
     json!({"time": time, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10})

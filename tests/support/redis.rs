@@ -141,3 +141,57 @@ impl Resp {
         }
     }
 }
+
+/// Two hosts joined by one Redis: what the cluster tests share.
+pub mod nodes {
+    use std::time::{Duration, Instant};
+
+    use serde_json::Value;
+
+    use super::Redis;
+    use crate::support::Host;
+
+    /// A host joined to `redis`, started with `args` besides.
+    pub fn node_with(redis: &Redis, args: &[&str]) -> Host {
+        let mut b = Host::builder().arg("--redis-url").arg(&redis.url());
+        for a in args {
+            b = b.arg(a);
+        }
+        b.start()
+    }
+
+    /// A host joined to `redis`.
+    pub fn node(redis: &Redis) -> Host {
+        node_with(redis, &[])
+    }
+
+    /// Wait (at most 15 s) until `check` holds.
+    pub async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting until {what}");
+    }
+
+    /// The host's broker state, as `/readyz` reports it.
+    pub async fn broker(host: &Host) -> Value {
+        host.get_json("/readyz").await["broker"].clone()
+    }
+
+    /// Whether the host reaches Redis now.
+    pub async fn up(host: &Host) -> bool {
+        broker(host).await["up"] == true
+    }
+
+    /// Wait until both nodes reach Redis.
+    pub async fn connected(a: &Host, b: &Host) {
+        until("both nodes reach Redis", async || {
+            up(a).await && up(b).await
+        })
+        .await;
+    }
+}

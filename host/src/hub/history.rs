@@ -763,7 +763,10 @@ pub fn foreign_key<'a>(recover: &'a Recover, keys: &[Arc<str>]) -> Option<&'a st
 }
 
 /// All of `frames` if they fit in `budget` (which they then use up).
-fn frames_within(frames: impl Iterator<Item = Frame>, budget: &mut usize) -> Option<Vec<Frame>> {
+pub(crate) fn frames_within(
+    frames: impl Iterator<Item = Frame>,
+    budget: &mut usize,
+) -> Option<Vec<Frame>> {
     let mut left = *budget;
     let mut out = Vec::new();
     for frame in frames {
@@ -776,7 +779,7 @@ fn frames_within(frames: impl Iterator<Item = Frame>, budget: &mut usize) -> Opt
 
 /// Queue `frames` as updates; whether all were queued (a full outbox is
 /// closing the connection anyway).
-fn queue(outbox: &Outbox, frames: Vec<Frame>) -> bool {
+pub(crate) fn queue(outbox: &Outbox, frames: Vec<Frame>) -> bool {
     frames
         .into_iter()
         .all(|f| outbox.push_update(f, None).is_ok())

@@ -383,7 +383,7 @@ impl Session {
         if let Some(key) = history::foreign_key(recover, keys) {
             return Err(CommandError::ForeignRecoverKey(key.to_owned()));
         }
-        let joining = Joining {
+        let joining = || Joining {
             route: &plugin.route,
             topic,
             keys,
@@ -393,28 +393,18 @@ impl Session {
         };
         let shared = self.shared.as_ref().filter(|redis| redis.is_up());
         let (Some(redis), true) = (shared, self.history.keeps(&plugin.retention)) else {
-            return Ok(self.history.subscribe(joining, register)?);
+            return Ok(self.history.subscribe(joining(), register)?);
         };
         let registry = &self.registry;
         let count = |key: &str| registry.subscriber_count(key);
-        match streams::join(redis, joining, self.replay_budget, register, count).await {
+        match streams::join(redis, joining(), self.replay_budget, register, count).await {
             Ok(retained) => Ok(retained),
             Err(JoinError::Register(e)) => Err(e.into()),
             // Redis failed meanwhile: subscribed, nothing replayed; the
             // positions are this node's own, which no client recovers from.
-            Err(JoinError::Unavailable { .. }) => {
-                let joining = Joining {
-                    route: &plugin.route,
-                    topic,
-                    keys,
-                    retention: &plugin.retention,
-                    recover,
-                    outbox: &self.outbox,
-                };
-                Ok(self
-                    .history
-                    .subscribe(joining, || Ok::<_, LimitReached>(false))?)
-            }
+            Err(JoinError::Unavailable { .. }) => Ok(self
+                .history
+                .subscribe(joining(), || Ok::<_, LimitReached>(false))?),
         }
     }
 

@@ -28,8 +28,8 @@ use super::{
 };
 use crate::{
     hub::{
-        history::Joining,
-        outbox::{Frame, Outbox},
+        history::{Joining, frames_within, queue},
+        outbox::Frame,
     },
     plugin::route::Retention,
     protocol::{self, KeyPosition, Positions, Retained},
@@ -142,7 +142,7 @@ pub async fn join<E>(
                                     route, topic, key, offset, &epoch, data,
                                 ))
                             });
-                            within(frames, &mut budget)
+                            frames_within(frames, &mut budget)
                         })
                         .is_some_and(|frames| queue(outbox, frames));
                 recovered = Some(replayed);
@@ -213,21 +213,4 @@ fn missed<'a>(
             .first()
             .is_none_or(|e| now_ms.saturating_sub(e.1) <= ttl);
     (complete && fresh).then(|| wanted.into_iter().map(|e| (e.0, e.2.as_str())))
-}
-
-fn within(frames: impl Iterator<Item = Frame>, budget: &mut usize) -> Option<Vec<Frame>> {
-    let mut left = *budget;
-    let mut out = Vec::new();
-    for frame in frames {
-        left = left.checked_sub(frame.len())?;
-        out.push(frame);
-    }
-    *budget = left;
-    Some(out)
-}
-
-fn queue(outbox: &Outbox, frames: Vec<Frame>) -> bool {
-    frames
-        .into_iter()
-        .all(|f| outbox.push_update(f, None).is_ok())
 }
