@@ -629,7 +629,15 @@ pub fn routes_changed_frame(routes: &[(&str, &str)]) -> String {
 /// concatenation: this runs once per publication and topic, and its bytes are
 /// then shared by every subscriber.
 pub fn update_frame(route: &str, topic: &str, data: &str) -> String {
-    let mut out = String::with_capacity(48 + route.len() + topic.len() * 2 + data.len());
+    let mut out = update_frame_start(route, topic, data, 0);
+    out.push_str("}}");
+    out
+}
+
+/// An update frame up to and including its data, with room for `more`
+/// bytes after it: what [`update_frame`] and [`update_frame_at`] share.
+fn update_frame_start(route: &str, topic: &str, data: &str, more: usize) -> String {
+    let mut out = String::with_capacity(48 + route.len() + topic.len() * 2 + data.len() + more);
     out.push_str("{\"type\":\"");
     // Route names are validated at load: [a-z0-9_-] only, nothing to escape.
     out.push_str(route);
@@ -637,7 +645,6 @@ pub fn update_frame(route: &str, topic: &str, data: &str) -> String {
     push_json_str(topic, &mut out);
     out.push_str(",\"payload\":");
     out.push_str(data);
-    out.push_str("}}");
     out
 }
 
@@ -655,15 +662,7 @@ pub fn update_frame_at(
     epoch: &str,
     data: &str,
 ) -> String {
-    let mut out = String::with_capacity(
-        80 + route.len() + topic.len() * 2 + key.len() * 2 + epoch.len() + data.len(),
-    );
-    out.push_str("{\"type\":\"");
-    out.push_str(route);
-    out.push_str(".update\",\"payload\":{\"topic\":");
-    push_json_str(topic, &mut out);
-    out.push_str(",\"payload\":");
-    out.push_str(data);
+    let mut out = update_frame_start(route, topic, data, 32 + key.len() * 2 + epoch.len());
     if key != topic {
         out.push_str(",\"key\":");
         push_json_str(key, &mut out);

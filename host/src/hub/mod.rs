@@ -246,21 +246,23 @@ impl Host {
         check: publish::DataCheck<'_>,
     ) -> Result<Receipt, PublishError> {
         let published = self.publish_here(update, check).await;
-        let result = self.received(update, published).await;
-        match (&self.broker, result) {
-            (Broker::Memory, result) => result,
-            // Its history in Redis carried it to the other nodes already.
-            (_, Ok(receipt)) if receipt.cluster.is_some() => Ok(receipt),
-            (broker, Ok(mut receipt)) => {
-                let data = protocol::compact_json(update.data.get());
-                receipt.cluster = broker
-                    .publish(&receipt.route, &receipt.keys, &data)
-                    .outcome()
-                    .await;
-                Ok(receipt)
-            }
-            (_, result) => result,
+        let mut result = self.received(update, published).await;
+        if let Ok(receipt) = &mut result
+            && let Some(ticket) = self.share(update, receipt)
+        {
+            receipt.cluster = ticket.outcome().await;
         }
+        result
+    }
+
+    /// Hand `update`, delivered here, to the other nodes; `None` when there
+    /// are none, or when its history in Redis carried it there already.
+    fn share(&self, update: &Update, receipt: &Receipt) -> Option<broker::Ticket> {
+        if matches!(self.broker, Broker::Memory) || receipt.cluster.is_some() {
+            return None;
+        }
+        let data = protocol::compact_json(update.data.get());
+        Some(self.broker.publish(&receipt.route, &receipt.keys, &data))
     }
 
     /// Publish several updates in order, each checked as `check` says; each
@@ -288,11 +290,9 @@ impl Host {
             let result = match item {
                 Ok((update, result)) => {
                     let result = self.received(&update, result).await;
-                    if let (Broker::Redis(_), Ok(receipt)) = (&self.broker, &result)
-                        && receipt.cluster.is_none()
+                    if let Ok(receipt) = &result
+                        && let Some(ticket) = self.share(&update, receipt)
                     {
-                        let data = protocol::compact_json(update.data.get());
-                        let ticket = self.broker.publish(&receipt.route, &receipt.keys, &data);
                         tickets.push((results.len(), ticket));
                     }
                     result

@@ -513,21 +513,11 @@ impl Registry {
     /// A subscription reached by several of the keys receives it once.
     /// `policy` decides what happens to a subscriber whose queue is full.
     pub fn publish<K: AsRef<str>>(&self, keys: &[K], data: &str, policy: DeliveryPolicy) -> FanOut {
+        if let [key] = keys {
+            return self.publish_key(key.as_ref(), data, policy, None);
+        }
         let latest_value = policy == DeliveryPolicy::LatestValue;
         let mut out = FanOut::default();
-        if let [key] = keys {
-            let shard = self.read(key.as_ref());
-            if let Some(entry) = shard.get(key.as_ref()) {
-                for (topic, group) in &entry.groups {
-                    let frame = Frame::from(protocol::update_frame(&entry.route, topic, data));
-                    let latest = latest_value.then_some(group.slot);
-                    for (_, outbox) in &group.members {
-                        deliver(outbox, &frame, latest, &mut out);
-                    }
-                }
-            }
-            return out;
-        }
         // Several keys: encode once per topic, deliver once per subscription.
         let mut frames: HashMap<Arc<str>, Frame> = HashMap::new();
         let mut seen: HashSet<(ConnId, Arc<str>)> = HashSet::new();
