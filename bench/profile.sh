@@ -46,15 +46,19 @@ topics) cmd=("${fanout[@]}" --scenario "many topics" --conns 1000 --topics 1000 
 *) echo "unknown load $load (storm, storm-shared, hot, topics)" >&2; exit 2 ;;
 esac
 
-# A storm lasts a fraction of a second: sample it whole, at a high rate.
+# A storm lasts a fraction of a second: sample the storm alone (not the
+# 10,000 connects before it nor the closes after it), at a high rate.
 # A fan-out load lasts seconds: sample two seconds of its steady state.
 if [[ $load == storm* ]]; then
+    target/release/loadgen "${cmd[@]}" --settle 2 >/dev/null 2>"$work/stages" &
+    loadgen=$!
+    until grep -qs connected "$work/stages"; do kill -0 "$loadgen" && sleep 0.05; done
     perf record -F 5000 -g --call-graph dwarf,8192 -p "$pid" -o "$work/perf.data" 2>/dev/null &
     perf_pid=$!
-    sleep 0.5
-    target/release/loadgen "${cmd[@]}" >/dev/null
+    until grep -qs done "$work/stages"; do kill -0 "$loadgen" && sleep 0.02; done
     kill -INT "$perf_pid"
     wait "$perf_pid" || true
+    wait "$loadgen"
 else
     target/release/loadgen "${cmd[@]}" >/dev/null &
     loadgen=$!

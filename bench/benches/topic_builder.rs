@@ -1,5 +1,6 @@
 //! One plugin topic-builder call (`Plugin::topics`) on the bars plugin:
 //! what every subscribe and every publish-by-request pays. Target < 2 µs.
+//! And one `authorize` call, which no cache answers: what a plugin call costs.
 //!
 //! Run: `just build-plugins && cargo bench -p bench --bench topic_builder`.
 
@@ -30,6 +31,16 @@ fn topic_builder(c: &mut Criterion) {
                 .topics(request)
                 .await
                 .expect("bars resolves the request")
+        })
+    });
+    // Never cached (claims may change): a plugin call's whole cost, the
+    // guest's own work (parsing the request) included.
+    c.bench_function("bars_authorize", |b| {
+        b.to_async(&runtime).iter(|| async {
+            plugin
+                .authorize("null", request)
+                .await
+                .expect("bars allows every request")
         })
     });
 }

@@ -133,6 +133,11 @@ struct StormArgs {
     /// host has seen before (a watch list many clients share).
     #[arg(long)]
     distinct: Option<usize>,
+    /// Seconds to wait, connected, before the storm and after it (with
+    /// "storm: connected" and "storm: done" on stderr), so that a profiler
+    /// can sample the storm alone, without the connects and closes.
+    #[arg(long, default_value_t = 0.0)]
+    settle: f64,
 }
 
 #[derive(Args)]
@@ -561,6 +566,7 @@ async fn storm(a: &StormArgs) -> anyhow::Result<Map<String, Value>> {
     let started = Instant::now();
     let conns = open(&a.common, n, |_| Vec::new()).await?;
     let connect_secs = started.elapsed().as_secs_f64();
+    settle(a.settle, "connected").await;
     let gate = Arc::new(tokio::sync::Barrier::new(n + 1));
     let mut tasks = Vec::with_capacity(n);
     for (i, (mut ws, _)) in conns.into_iter().enumerate() {
@@ -618,8 +624,17 @@ async fn storm(a: &StormArgs) -> anyhow::Result<Map<String, Value>> {
         "loadgen_cpu_s".into(),
         json!(self_cpu.elapsed().map(round2)),
     );
+    settle(a.settle, "done").await;
     drop(keep);
     Ok(record)
+}
+
+/// Say where the storm is, then wait `secs` (nothing without `--settle`).
+async fn settle(secs: f64, stage: &str) {
+    if secs > 0.0 {
+        eprintln!("storm: {stage}");
+        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    }
 }
 
 async fn idle(a: &IdleArgs) -> anyhow::Result<Map<String, Value>> {
