@@ -6,7 +6,10 @@
 //! the module the path names, and the graph must have no cycle. Declaring a
 //! child (`mod x;`) is not an edge; re-exporting from it (`pub use x::Y`) is.
 //! On top of that, the layer rules: the plugin layer uses nothing of the
-//! host, the core (`hub`) nothing of HTTP, and only `http` knows axum.
+//! host, the core (`hub`) nothing of HTTP, and only `http` knows axum, but
+//! for one type: the outbox holds frames as the socket's text type
+//! (`axum::extract::ws::Utf8Bytes`), so that a frame encoded once is sent
+//! to every subscriber without its UTF-8 being checked again each time.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -276,6 +279,10 @@ fn layers_point_down() {
         }
     }
     for (module, source) in all {
+        let source = match module.as_str() {
+            "hub::outbox" => source.replace("use axum::extract::ws::Utf8Bytes;", ""),
+            _ => source,
+        };
         if !within(&module, "http") {
             assert!(
                 !source.contains("axum"),

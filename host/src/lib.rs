@@ -17,10 +17,12 @@
 //!   HTTP.
 //! * [`asyncapi`]: the AsyncAPI 3.0 document, assembled from the plugins.
 //! * [`http`]: the HTTP surface (WebSocket endpoint, publish API, views,
-//!   docs page); the only module that knows axum.
+//!   docs page); the only module that knows axum (but for the outbox,
+//!   which holds frames as the socket's text type, `Utf8Bytes`, so that
+//!   they are sent without a UTF-8 check per subscriber).
 //! * [`demo`]: a random-walk demo feed, an example publisher.
 //!
-//! `scripts/check-layers` (run by `just lint`) keeps these dependencies
+//! `tests/layers.rs` (run by `just test`) keeps these dependencies
 //! pointing one way.
 
 pub mod asyncapi;

@@ -20,7 +20,7 @@ use axum::{
     Extension,
     extract::{
         OriginalUri, Path, State, WebSocketUpgrade,
-        ws::{CloseFrame, Message, Utf8Bytes, WebSocket, rejection::WebSocketUpgradeRejection},
+        ws::{CloseFrame, Message, WebSocket, rejection::WebSocketUpgradeRejection},
     },
     http::HeaderMap,
     response::{IntoResponse, Response},
@@ -321,11 +321,9 @@ struct Heartbeat {
     liveness: Arc<Liveness>,
 }
 
-/// A frame for the socket. Frames are UTF-8 by construction; axum checks
-/// again (it offers no unchecked conversion), which costs a few
-/// nanoseconds per frame and cannot fail.
+/// A frame for the socket, as it is (see [`Frame`]).
 fn text(frame: Frame) -> Message {
-    Message::Text(Utf8Bytes::try_from(frame.into_bytes()).unwrap_or_default())
+    Message::Text(frame.into_text())
 }
 
 async fn write_loop(

@@ -53,8 +53,7 @@
 
 use std::{
     cmp::Reverse,
-    collections::{BinaryHeap, HashMap, VecDeque},
-    hash::{BuildHasher, RandomState},
+    collections::{BinaryHeap, VecDeque},
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -64,8 +63,10 @@ use std::{
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use prometheus_client::metrics::counter::Counter;
+use smallvec::SmallVec;
 
 use super::{
+    hashing::{HashMap, RandomState},
     outbox::{Frame, Outbox},
     registry::{FanOut, Registry},
 };
@@ -330,7 +331,7 @@ pub struct Gap;
 /// The keys of one subscription, locked: publications to them wait until
 /// this is dropped (see [`History::join`]).
 pub struct Joined<'a> {
-    logs: Vec<(&'a str, MutexGuard<'a, KeyState>)>,
+    logs: SmallVec<[(&'a str, MutexGuard<'a, KeyState>); 4]>,
 }
 
 impl Joined<'_> {
@@ -591,10 +592,11 @@ impl History {
         loop {
             // One lock order for every joiner (keys sorted, deduplicated):
             // two subscriptions sharing keys cannot deadlock.
-            let mut sorted: Vec<&Arc<str>> = keys.iter().collect();
+            let mut sorted: SmallVec<[&Arc<str>; 4]> = keys.iter().collect();
             sorted.sort_unstable();
             sorted.dedup();
-            let logs: Vec<Arc<KeyLog>> = sorted.iter().map(|k| self.log(route, k)).collect();
+            let logs: SmallVec<[Arc<KeyLog>; 4]> =
+                sorted.iter().map(|k| self.log(route, k)).collect();
             let joined = Joined {
                 logs: logs.iter().map(|l| (&*l.key, l.state.lock())).collect(),
             };

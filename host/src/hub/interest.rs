@@ -17,11 +17,13 @@
 //! holding events without bound.
 
 use std::{
-    collections::{HashMap, hash_map::Entry},
+    collections::hash_map::Entry,
     sync::{Arc, OnceLock},
 };
 
 use parking_lot::Mutex;
+
+use super::hashing::HashMap;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 
@@ -134,7 +136,7 @@ impl Interest {
                 e.insert(Want {
                     route: Arc::clone(route),
                     local: true,
-                    remote: HashMap::new(),
+                    remote: HashMap::default(),
                 });
                 self.announce(route, key, false, true);
             }
@@ -224,7 +226,7 @@ impl Interest {
         let want = keys.entry(Arc::clone(key)).or_insert_with(|| Want {
             route: Arc::clone(route),
             local: false,
-            remote: HashMap::new(),
+            remote: HashMap::default(),
         });
         let was = want.wanted();
         match wanted {
@@ -244,8 +246,9 @@ impl Interest {
     }
 
     fn announce(&self, route: &Arc<str>, key: &Arc<str>, was: bool, now: bool) {
-        if was != now {
-            // No stream following: nothing to tell.
+        // Called with `keys` locked, under which streams start following:
+        // with none following, there is nothing to build or send.
+        if was != now && self.events.receiver_count() > 0 {
             let _ = self.events.send(Change {
                 route: Arc::clone(route),
                 key: Arc::clone(key),

@@ -24,6 +24,7 @@
 
 pub mod broker;
 pub mod connections;
+mod hashing;
 pub mod history;
 pub mod interest;
 pub mod metrics;
@@ -33,6 +34,7 @@ pub mod ratelimit;
 pub mod registry;
 pub mod reload;
 pub mod routes;
+mod scan_map;
 pub mod session;
 pub mod watcher;
 

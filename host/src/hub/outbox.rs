@@ -20,16 +20,21 @@
 //!
 //! Past those hard caps, the connection is closed as a slow consumer.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
-use bytes::Bytes;
+use axum::extract::ws::Utf8Bytes;
 use parking_lot::{Mutex, MutexGuard};
+
+use super::hashing::HashMap;
 use tokio::sync::Notify;
 
-/// An encoded text frame: UTF-8 by construction (it is only made from a
-/// `String`); clones share the bytes.
+/// An encoded text frame; clones share the bytes. Held as the WebSocket's
+/// own text type, made from a `String` (UTF-8 already, so unchecked): the
+/// transport sends it as it is. From plain bytes the transport would check
+/// every frame's UTF-8 again for every subscriber, which was 6% of what a
+/// delivery cost.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame(Bytes);
+pub struct Frame(Utf8Bytes);
 
 impl Frame {
     pub fn len(&self) -> usize {
@@ -40,25 +45,25 @@ impl Frame {
         self.0.is_empty()
     }
 
-    /// The encoded bytes, for the socket.
-    pub fn into_bytes(self) -> Bytes {
+    /// The text, for the socket.
+    pub fn into_text(self) -> Utf8Bytes {
         self.0
     }
 
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        self.0.as_str()
     }
 }
 
 impl From<String> for Frame {
     fn from(text: String) -> Frame {
-        Frame(Bytes::from(text))
+        Frame(Utf8Bytes::from(text))
     }
 }
 
 impl From<&'static str> for Frame {
     fn from(text: &'static str) -> Frame {
-        Frame(Bytes::from_static(text.as_bytes()))
+        Frame(Utf8Bytes::from_static(text))
     }
 }
 

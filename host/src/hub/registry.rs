@@ -39,8 +39,7 @@
 //! at a time; a publication takes key shards only.
 
 use std::{
-    collections::{HashMap, HashSet},
-    hash::{BuildHasher, RandomState},
+    collections::HashSet,
     sync::{
         Arc,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -50,8 +49,10 @@ use std::{
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::{
+    hashing::{HashMap, RandomState},
     interest::Interest,
     outbox::{Frame, Outbox, PushError},
+    scan_map::ScanMap,
 };
 use crate::{plugin::DeliveryPolicy, protocol};
 
@@ -82,14 +83,14 @@ type ConnShard = HashMap<ConnId, ConnHeld>;
 #[derive(Default)]
 struct ConnHeld {
     /// Topic -> subscription.
-    topics: HashMap<Arc<str>, Held>,
+    topics: ScanMap<Arc<str>, Held>,
     /// Route -> canonical request -> topic.
-    requests: HashMap<Arc<str>, HashMap<Arc<str>, Arc<str>>>,
+    requests: ScanMap<Arc<str>, ScanMap<Arc<str>, Arc<str>>>,
 }
 
 impl ConnHeld {
     fn take(&mut self, topic: &str) -> Option<(Arc<str>, Held)> {
-        let (topic, held) = self.topics.remove_entry(topic)?;
+        let (topic, held) = self.topics.remove(topic)?;
         if let Some(by_request) = self.requests.get_mut(&held.route) {
             by_request.remove(&held.request);
             if by_request.is_empty() {
@@ -129,7 +130,7 @@ pub struct NewSubscription<'a> {
     /// The canonical request (see [`HeldSubscription::request`]).
     pub request: &'a Arc<str>,
     pub keys: &'a [Arc<str>],
-    pub resolved_by: &'a str,
+    pub resolved_by: &'a Arc<str>,
 }
 
 /// What a new subscription must fit in.
@@ -156,42 +157,26 @@ pub enum LimitReached {
 
 struct KeyEntry {
     route: Arc<str>,
-    groups: HashMap<Arc<str>, Group>,
+    groups: ScanMap<Arc<str>, Group>,
 }
 
 /// The subscriptions that share a topic under one key.
 struct Group {
     /// The conflation slot of (key, topic); unique for the process lifetime.
     slot: u64,
-    /// A vector for fast iteration during fan-out; `index` makes removal O(1).
-    members: Vec<(ConnId, Arc<Outbox>)>,
-    index: HashMap<ConnId, usize>,
+    /// The topic as a JSON string, encoded once for every frame.
+    topic_json: Box<str>,
+    members: ScanMap<ConnId, Arc<Outbox>>,
 }
 
 static NEXT_SLOT: AtomicU64 = AtomicU64::new(1);
 
 impl Group {
-    fn new() -> Group {
+    fn new(topic: &str) -> Group {
         Group {
             slot: NEXT_SLOT.fetch_add(1, Ordering::Relaxed),
-            members: Vec::new(),
-            index: HashMap::new(),
-        }
-    }
-
-    fn insert(&mut self, conn: ConnId, outbox: &Arc<Outbox>) {
-        if !self.index.contains_key(&conn) {
-            self.index.insert(conn, self.members.len());
-            self.members.push((conn, Arc::clone(outbox)));
-        }
-    }
-
-    fn remove(&mut self, conn: ConnId) {
-        if let Some(pos) = self.index.remove(&conn) {
-            self.members.swap_remove(pos);
-            if let Some((moved, _)) = self.members.get(pos) {
-                self.index.insert(*moved, pos);
-            }
+            topic_json: protocol::json_string(topic).into_boxed_str(),
+            members: ScanMap::default(),
         }
     }
 }
@@ -263,7 +248,7 @@ impl Registry {
     pub fn add(&self, new: NewSubscription<'_>, bounds: &Bounds) -> Result<bool, LimitReached> {
         let mut conns = self.conns_of(new.conn);
         let held = conns.entry(new.conn).or_default();
-        if held.topics.contains_key(new.topic) {
+        if held.topics.contains_key(&**new.topic) {
             return Ok(false);
         }
         if held.topics.len() >= bounds.per_connection {
@@ -278,21 +263,19 @@ impl Registry {
             reserve(&self.keys, fresh, bounds.keys).ok_or(LimitReached::Keys(bounds.keys))?;
         subscription.keep();
         self.attach(new.route, new.topic, new.keys, new.conn, new.outbox);
-        held.topics.insert(
+        held.topics.insert_new(
             Arc::clone(new.topic),
             Held {
                 route: Arc::clone(new.route),
                 request: Arc::clone(new.request),
                 keys: new.keys.to_vec(),
-                resolved_by: Arc::from(new.resolved_by),
+                resolved_by: Arc::clone(new.resolved_by),
                 outbox: Arc::clone(new.outbox),
             },
         );
         held.requests
-            .entry(Arc::clone(new.route))
-            .or_default()
-            .entry(Arc::clone(new.request))
-            .or_insert_with(|| Arc::clone(new.topic));
+            .get_or_insert_with(new.route, ScanMap::default)
+            .insert_new(Arc::clone(new.request), Arc::clone(new.topic));
         Ok(true)
     }
 
@@ -474,14 +457,13 @@ impl Registry {
                 }
                 KeyEntry {
                     route: Arc::clone(route),
-                    groups: HashMap::new(),
+                    groups: ScanMap::default(),
                 }
             });
-            entry
-                .groups
-                .entry(Arc::clone(topic))
-                .or_insert_with(Group::new)
-                .insert(conn, outbox);
+            let group = entry.groups.get_or_insert_with(topic, || Group::new(topic));
+            if !group.members.contains_key(&conn) {
+                group.members.insert_new(conn, Arc::clone(outbox));
+            }
         }
     }
 
@@ -494,7 +476,7 @@ impl Registry {
                 continue;
             };
             if let Some(group) = entry.groups.get_mut(topic) {
-                group.remove(conn);
+                group.members.remove(&conn);
                 if group.members.is_empty() {
                     entry.groups.remove(topic);
                 }
@@ -519,19 +501,23 @@ impl Registry {
         let latest_value = policy == DeliveryPolicy::LatestValue;
         let mut out = FanOut::default();
         // Several keys: encode once per topic, deliver once per subscription.
-        let mut frames: HashMap<Arc<str>, Frame> = HashMap::new();
+        let mut frames: HashMap<Arc<str>, Frame> = HashMap::default();
         let mut seen: HashSet<(ConnId, Arc<str>)> = HashSet::new();
         for key in keys {
             let shard = self.read(key.as_ref());
             let Some(entry) = shard.get(key.as_ref()) else {
                 continue;
             };
-            for (topic, group) in &entry.groups {
+            for (topic, group) in entry.groups.iter() {
                 let frame = frames.entry(Arc::clone(topic)).or_insert_with(|| {
-                    Frame::from(protocol::update_frame(&entry.route, topic, data))
+                    Frame::from(protocol::update_frame_encoded(
+                        &entry.route,
+                        &group.topic_json,
+                        data,
+                    ))
                 });
                 let latest = latest_value.then_some(group.slot);
-                for (conn, outbox) in &group.members {
+                for (conn, outbox) in group.members.iter() {
                     if seen.insert((*conn, Arc::clone(topic))) {
                         deliver(outbox, frame, latest, &mut out);
                     }
@@ -555,16 +541,22 @@ impl Registry {
         let mut out = FanOut::default();
         let shard = self.read(key);
         if let Some(entry) = shard.get(key) {
-            for (topic, group) in &entry.groups {
+            for (topic, group) in entry.groups.iter() {
                 let text = match at {
-                    Some((offset, epoch)) => {
-                        protocol::update_frame_at(&entry.route, topic, key, offset, epoch, data)
-                    }
-                    None => protocol::update_frame(&entry.route, topic, data),
+                    Some((offset, epoch)) => protocol::update_frame_at_encoded(
+                        &entry.route,
+                        topic,
+                        Some(&group.topic_json),
+                        key,
+                        offset,
+                        epoch,
+                        data,
+                    ),
+                    None => protocol::update_frame_encoded(&entry.route, &group.topic_json, data),
                 };
                 let frame = Frame::from(text);
                 let latest = latest_value.then_some(group.slot);
-                for (_, outbox) in &group.members {
+                for outbox in group.members.values() {
                     deliver(outbox, &frame, latest, &mut out);
                 }
             }
@@ -690,7 +682,7 @@ mod tests {
                     topic: &topic,
                     request: &request,
                     keys: &[arc("bars:old")],
-                    resolved_by: "v1",
+                    resolved_by: &arc("v1"),
                 },
                 &UNBOUNDED
             ),
@@ -743,7 +735,7 @@ mod tests {
                     topic: &arc(topic),
                     request: &arc(topic),
                     keys: &[arc(topic)],
-                    resolved_by: "x",
+                    resolved_by: &arc("x"),
                 },
                 &UNBOUNDED,
             );
@@ -775,8 +767,39 @@ mod tests {
             topic,
             request: topic,
             keys,
-            resolved_by: "x",
+            resolved_by: &VERSION,
         }
+    }
+
+    static VERSION: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| arc("x"));
+
+    #[tokio::test]
+    async fn a_large_group_finds_its_members_through_its_index() {
+        // Past GROUP_SCAN members a group indexes them: joining twice,
+        // leaving from the middle (a swap) and publishing stay exact.
+        let reg = Registry::default();
+        let (route, topic) = (arc("q"), arc("q:hot"));
+        let keys = [arc("q:hot")];
+        let outboxes: Vec<Arc<Outbox>> = (0..40).map(|_| Arc::new(Outbox::new(1 << 16))).collect();
+        for (conn, outbox) in outboxes.iter().enumerate() {
+            for _ in 0..2 {
+                reg.attach(&route, &topic, &keys, conn as ConnId, outbox);
+            }
+        }
+        assert_eq!(reg.subscriber_count("q:hot"), 40);
+        for conn in (0..40).step_by(3) {
+            reg.detach(&topic, &keys, conn);
+        }
+        assert_eq!(reg.subscriber_count("q:hot"), 26);
+        assert_eq!(reg.publish(&["q:hot"], "1", QUEUE_ALL).delivered, 26);
+        for (conn, outbox) in outboxes.iter().enumerate() {
+            let want = usize::from(conn % 3 != 0);
+            assert_eq!(drain(outbox).await.len(), want, "conn {conn}");
+        }
+        for conn in 0..40 {
+            reg.detach(&topic, &keys, conn);
+        }
+        assert_eq!(reg.key_count(), 0);
     }
 
     #[test]
