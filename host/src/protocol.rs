@@ -580,7 +580,9 @@ fn encode_ok(route: &str, op: Operation, id: Option<Id<'_>>, reply: &Reply<'_>) 
     out.push_str(",\"payload\":{\"status\":\"ok\",\"message\":");
     push_json_str(message, &mut out);
     out.push_str(",\"topic\":");
-    push_json_str(topic, &mut out);
+    // Encoded once: a single-key subscription's position is under its topic.
+    let topic_json = json_string(topic);
+    out.push_str(&topic_json);
     if let Some(keys) = topics {
         out.push_str(",\"topics\":[");
         for (i, key) in keys.iter().enumerate() {
@@ -597,7 +599,10 @@ fn encode_ok(route: &str, op: Operation, id: Option<Id<'_>>, reply: &Reply<'_>) 
             if i > 0 {
                 out.push(',');
             }
-            push_json_str(key, &mut out);
+            match **key == **topic {
+                true => out.push_str(&topic_json),
+                false => push_json_str(key, &mut out),
+            }
             out.push_str(":{\"offset\":");
             out.push_str(itoa::Buffer::new().format(at.offset));
             out.push_str(",\"epoch\":");
@@ -786,7 +791,17 @@ pub fn update_frame_at_encoded(
 
 /// `s` as a JSON string literal (quoted, escaped as serde_json escapes).
 pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
+    // Sized exactly: callers keep it (as a boxed str, which would
+    // otherwise shrink it with a copy).
+    let extra: usize = s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+            0..0x20 => 5,
+            _ => 0,
+        })
+        .sum();
+    let mut out = String::with_capacity(s.len() + extra + 2);
     push_json_str(s, &mut out);
     out
 }
@@ -868,8 +883,9 @@ mod tests {
 
     #[test]
     fn frames_with_a_topic_encoded_once_are_the_same_frames() {
-        for topic in ["bars:x", "q:{\"s\":\"a\\\\\n\"}"] {
+        for topic in ["bars:x", "q:{\"s\":\"a\\\\\n\u{1}\u{c}\"}"] {
             let json = json_string(topic);
+            assert_eq!(json.len(), json.capacity(), "sized exactly: {json}");
             assert_eq!(
                 update_frame_encoded("q", &json, "1"),
                 update_frame("q", topic, "1")
