@@ -98,6 +98,47 @@ async fn defaults_apply_extra_fields_are_ignored_and_subscribing_twice_is_idempo
     assert_eq!(reply["payload"]["message"], "Unsubscribed");
 }
 
+/// The same request text sent again (by another client, after the first
+/// has left) is answered from what the host remembers of it: the same
+/// canonical topic, stored without its unknown fields; a text the schema
+/// refused is refused every time, never remembered as valid.
+#[tokio::test]
+async fn a_request_sent_again_is_answered_the_same() {
+    let host = Host::start();
+    let sent = r#"{"type":"bars.subscribe","payload":{"symbol":"AAPL","junk":{"x":[1,2]}}}"#;
+    let bad = r#"{"type":"bars.subscribe","payload":{"symbol":7,"junk":{"x":[1,2]}}}"#;
+    for round in 0..3 {
+        let mut c = host.client().await;
+        c.send_text(sent).await;
+        let reply = c.recv().await;
+        assert_eq!(
+            reply["payload"]["topic"], BARS_TOPIC,
+            "round {round}: {reply}"
+        );
+        assert_eq!(host.subscribers(BARS_TOPIC).await, 1, "round {round}");
+        for _ in 0..2 {
+            c.send_text(bad).await;
+            let refused = c.recv().await;
+            assert_eq!(
+                refused["payload"]["status"], "error",
+                "round {round}: {refused}"
+            );
+            assert_eq!(
+                refused["payload"]["errors"][0]["path"], "/symbol",
+                "{refused}"
+            );
+        }
+        c.send_text(&sent.replace(".subscribe", ".unsubscribe"))
+            .await;
+        let left = c.recv().await;
+        assert_eq!(
+            left["payload"]["topic"], BARS_TOPIC,
+            "round {round}: {left}"
+        );
+        assert_eq!(host.subscribers(BARS_TOPIC).await, 0, "round {round}");
+    }
+}
+
 #[tokio::test]
 async fn invalid_request_gets_readable_error_and_connection_stays() {
     let host = Host::start();

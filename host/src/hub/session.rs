@@ -324,12 +324,22 @@ impl Session {
             return Err(CommandError::RouteNotAllowed(route.to_owned()));
         }
         let plugin = self.lease(route)?;
-        let value = parse(raw)?;
-        plugin
-            .request_schema
-            .check(&value)
-            .map_err(CommandError::InvalidRequest)?;
-        let request = canonical_request(&plugin.request_schema.source, value);
+        // The same text accepted before by this version: valid, and its
+        // canonical form and topics known (a watch list many clients share).
+        let (request, known) = match plugin.validated(raw.get()) {
+            Some((request, resolved)) => (request, Some(resolved)),
+            None => {
+                let value = parse(raw)?;
+                plugin
+                    .request_schema
+                    .check(&value)
+                    .map_err(CommandError::InvalidRequest)?;
+                (
+                    canonical_request(&plugin.request_schema.source, value),
+                    None,
+                )
+            }
+        };
         // Every time, a subscription already held too: the claims may have
         // changed since (a refresh).
         let claims = identity.as_ref().map_or(NO_CLAIMS, |i| &i.claims);
@@ -348,7 +358,10 @@ impl Session {
         }
         // The plugin reads the request as sent, as it always has; what is
         // stored (and resolved again after an upgrade) is the canonical one.
-        let resolved = plugin.topics(raw.get()).await?;
+        let resolved = match known {
+            Some(resolved) => resolved,
+            None => plugin.topics_validated(raw.get(), &request).await?,
+        };
         // Already held under this topic: idempotent, nothing changes.
         let retained = self
             .join(&plugin, &resolved.topic, &resolved.keys, recover, || {

@@ -191,8 +191,46 @@ impl Plugin {
     /// so answers are kept per version (see [`TopicsCache`]): a request
     /// seen before costs a lookup, not a WebAssembly call.
     pub async fn topics(&self, request: &str) -> Result<Subscription, CallError> {
+        self.resolve(request, None).await
+    }
+
+    /// [`Plugin::topics`] of a request the caller checked against this
+    /// version's request schema and reduced to `canonical`: remembered
+    /// with it, so that the same text sent again needs neither the check
+    /// nor the call (see [`Plugin::validated`]).
+    pub async fn topics_validated(
+        &self,
+        request: &str,
+        canonical: &Arc<str>,
+    ) -> Result<Subscription, CallError> {
+        self.resolve(request, Some(canonical)).await
+    }
+
+    /// A request text this version's request schema accepted before: its
+    /// canonical form and what it resolved to.
+    pub fn validated(&self, request: &str) -> Option<(Arc<str>, Subscription)> {
+        let hit = self.resolved.get(request)?;
+        Some((hit.canonical?, hit.subscription))
+    }
+
+    async fn resolve(
+        &self,
+        request: &str,
+        canonical: Option<&Arc<str>>,
+    ) -> Result<Subscription, CallError> {
         if let Some(hit) = self.resolved.get(request) {
-            return Ok(hit);
+            if let (None, Some(canonical)) = (&hit.canonical, canonical) {
+                let subscription = hit.subscription.clone();
+                let canonical = Some(Arc::clone(canonical));
+                self.resolved.insert(
+                    request,
+                    Resolved {
+                        subscription,
+                        canonical,
+                    },
+                );
+            }
+            return Ok(hit.subscription);
         }
         let answer = self.call_topics(request).await?;
         let answer = answer.map_err(|e| match e {
@@ -205,13 +243,17 @@ impl Plugin {
         let subscription = self
             .check_subscription(answer)
             .inspect_err(|e| self.record_failure(e))?;
-        self.resolved.insert(request, &subscription);
+        let resolved = Resolved {
+            subscription: subscription.clone(),
+            canonical: canonical.cloned(),
+        };
+        self.resolved.insert(request, resolved);
         Ok(subscription)
     }
 
     /// What `request` resolved to before, if it is still remembered.
     pub fn cached_topics(&self, request: &str) -> Option<Subscription> {
-        self.resolved.get(request)
+        self.resolved.get(request).map(|hit| hit.subscription)
     }
 
     fn check_subscription(&self, answer: wit::Subscription) -> Result<Subscription, CallError> {
@@ -398,17 +440,28 @@ async fn call_authorize(
 /// bounded in bytes (requests and keys are client-sized). It dies with the
 /// version: an upgraded plugin starts with an empty cache.
 pub(super) struct TopicsCache {
-    cache: quick_cache::sync::Cache<Box<str>, Subscription, ByBytes>,
+    cache: quick_cache::sync::Cache<Box<str>, Resolved, ByBytes>,
+}
+
+/// One remembered answer.
+#[derive(Clone)]
+struct Resolved {
+    subscription: Subscription,
+    /// The request's canonical form, when it was checked against this
+    /// version's request schema.
+    canonical: Option<Arc<str>>,
 }
 
 /// The bytes an entry holds.
 #[derive(Clone)]
 pub(super) struct ByBytes;
 
-impl quick_cache::Weighter<Box<str>, Subscription> for ByBytes {
-    fn weight(&self, request: &Box<str>, sub: &Subscription) -> u64 {
+impl quick_cache::Weighter<Box<str>, Resolved> for ByBytes {
+    fn weight(&self, request: &Box<str>, hit: &Resolved) -> u64 {
+        let sub = &hit.subscription;
         let keys: usize = sub.keys.iter().map(|k| k.len() + 16).sum();
-        (request.len() + sub.topic.len() + keys + 64) as u64
+        let canonical = hit.canonical.as_ref().map_or(0, |c| c.len() + 16);
+        (request.len() + sub.topic.len() + keys + canonical + 64) as u64
     }
 }
 
@@ -422,11 +475,11 @@ impl TopicsCache {
         }
     }
 
-    fn get(&self, request: &str) -> Option<Subscription> {
+    fn get(&self, request: &str) -> Option<Resolved> {
         self.cache.get(request)
     }
 
-    fn insert(&self, request: &str, subscription: &Subscription) {
-        self.cache.insert(Box::from(request), subscription.clone());
+    fn insert(&self, request: &str, resolved: Resolved) {
+        self.cache.insert(Box::from(request), resolved);
     }
 }
