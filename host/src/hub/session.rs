@@ -410,7 +410,10 @@ impl Session {
         };
         let registry = &self.registry;
         let count = |key: &str| registry.subscriber_count(key);
-        match streams::join(redis, joining(), self.replay_budget, register, count).await {
+        // Boxed: the Redis join's future is most of a subscribe's size, and
+        // without Redis every command would carry (and move) it.
+        let join = streams::join(redis, joining(), self.replay_budget, register, count);
+        match Box::pin(join).await {
             Ok(retained) => Ok(retained),
             Err(JoinError::Register(e)) => Err(e.into()),
             // Redis failed meanwhile: subscribed, nothing replayed; the

@@ -385,9 +385,9 @@ impl Plugin {
         if let Some(pooled) = self.pool.take() {
             return Ok(pooled);
         }
-        let instance = self
-            .engine
-            .instantiate(&self.pre, &self.output, deadline)
+        // Boxed: a new instance is the rare case, and its future is large;
+        // inline, every call's future would carry (and move) it.
+        let instance = Box::pin(self.engine.instantiate(&self.pre, &self.output, deadline))
             .await
             .map_err(|e| CallError::Trap(format!("instantiate: {e:#}")))?;
         Ok(self.pool.adopt(instance))
