@@ -507,7 +507,16 @@ fn encode<P: Serialize>(ty: &str, id: Option<Id<'_>>, payload: P) -> String {
 }
 
 /// `<route>.<op>.response` with the given reply, echoing the command's `id`.
+/// An ok reply (one per subscribe) is written directly ([`ok_frame`]); an
+/// error reply goes through serde.
 pub fn reply_frame(route: &str, op: Operation, id: Option<Id<'_>>, reply: &Reply<'_>) -> String {
+    match reply {
+        Reply::Ok { .. } => ok_frame(route, op, id, reply),
+        Reply::Error { .. } => serde_reply_frame(route, op, id, reply),
+    }
+}
+
+fn serde_reply_frame(route: &str, op: Operation, id: Option<Id<'_>>, reply: &Reply<'_>) -> String {
     encode(&format!("{route}.{}.response", op.as_str()), id, reply)
 }
 
@@ -547,14 +556,14 @@ pub fn subscribed_reply(
         positions: retained.and_then(|r| r.positions.as_ref()),
         recovered: retained.and_then(|r| r.recovered),
     };
-    encode_ok(route, op, id, &reply).unwrap_or_else(|| reply_frame(route, op, id, &reply))
+    reply_frame(route, op, id, &reply)
 }
 
-/// [`reply_frame`] of an ok reply, written directly: a subscribe storm
-/// sends one per command, and serde's tagged-enum path cost several times
-/// the bytes written. Byte-identical to it (a test compares the two);
-/// `None` for an error reply.
-fn encode_ok(route: &str, op: Operation, id: Option<Id<'_>>, reply: &Reply<'_>) -> Option<String> {
+/// An ok reply, written directly: a subscribe storm sends one per command,
+/// and serde's tagged-enum path cost several times the bytes written.
+/// Byte-identical to serde's encoding (a test compares the two); an error
+/// reply is serde's.
+fn ok_frame(route: &str, op: Operation, id: Option<Id<'_>>, reply: &Reply<'_>) -> String {
     let Reply::Ok {
         message,
         topic,
@@ -563,7 +572,7 @@ fn encode_ok(route: &str, op: Operation, id: Option<Id<'_>>, reply: &Reply<'_>) 
         recovered,
     } = reply
     else {
-        return None;
+        return serde_reply_frame(route, op, id, reply);
     };
     let keys_len: usize = topics.map_or(0, |k| k.iter().map(|k| k.len() + 3).sum());
     let mut out = String::with_capacity(96 + route.len() + 2 * topic.len() + 2 * keys_len);
@@ -627,7 +636,7 @@ fn encode_ok(route: &str, op: Operation, id: Option<Id<'_>>, reply: &Reply<'_>) 
         });
     }
     out.push_str("}}");
-    Some(out)
+    out
 }
 
 /// The `error` reply to a command.
@@ -709,7 +718,7 @@ pub fn routes_changed_frame(routes: &[(&str, &str)]) -> String {
 /// concatenation: this runs once per publication and topic, and its bytes are
 /// then shared by every subscriber.
 pub fn update_frame(route: &str, topic: &str, data: &str) -> String {
-    let mut out = update_frame_start(route, topic, None, data, 0);
+    let mut out = update_frame_start(route, TopicText::Name(topic), data, 0);
     out.push_str("}}");
     out
 }
@@ -717,30 +726,34 @@ pub fn update_frame(route: &str, topic: &str, data: &str) -> String {
 /// [`update_frame`] with the topic already a JSON string ([`json_string`]):
 /// the registry encodes a group's topic once, not once per publication.
 pub fn update_frame_encoded(route: &str, topic_json: &str, data: &str) -> String {
-    let mut out = update_frame_start(route, "", Some(topic_json), data, 0);
+    let mut out = update_frame_start(route, TopicText::Json(topic_json), data, 0);
     out.push_str("}}");
     out
 }
 
+/// A topic as an update frame gets it: its name, or its name already a
+/// JSON string ([`json_string`]).
+#[derive(Clone, Copy)]
+enum TopicText<'a> {
+    Name(&'a str),
+    Json(&'a str),
+}
+
 /// An update frame up to and including its data, with room for `more`
 /// bytes after it: what [`update_frame`] and [`update_frame_at`] share.
-/// `topic_json`, when given, is `topic` already encoded.
-fn update_frame_start(
-    route: &str,
-    topic: &str,
-    topic_json: Option<&str>,
-    data: &str,
-    more: usize,
-) -> String {
-    let topic_bytes = topic_json.map_or(topic.len() * 2, str::len);
+fn update_frame_start(route: &str, topic: TopicText<'_>, data: &str, more: usize) -> String {
+    let topic_bytes = match topic {
+        TopicText::Name(name) => name.len() * 2,
+        TopicText::Json(json) => json.len(),
+    };
     let mut out = String::with_capacity(48 + route.len() + topic_bytes + data.len() + more);
     out.push_str("{\"type\":\"");
     // Route names are validated at load: [a-z0-9_-] only, nothing to escape.
     out.push_str(route);
     out.push_str(".update\",\"payload\":{\"topic\":");
-    match topic_json {
-        Some(json) => out.push_str(json),
-        None => push_json_str(topic, &mut out),
+    match topic {
+        TopicText::Name(name) => push_json_str(name, &mut out),
+        TopicText::Json(json) => out.push_str(json),
     }
     out.push_str(",\"payload\":");
     out.push_str(data);
@@ -776,7 +789,8 @@ pub fn update_frame_at_encoded(
     data: &str,
 ) -> String {
     let more = 32 + key.len() * 2 + epoch.len();
-    let mut out = update_frame_start(route, topic, topic_json, data, more);
+    let text = topic_json.map_or(TopicText::Name(topic), TopicText::Json);
+    let mut out = update_frame_start(route, text, data, more);
     if key != topic {
         out.push_str(",\"key\":");
         push_json_str(key, &mut out);
@@ -929,9 +943,9 @@ mod tests {
                                     positions,
                                     recovered,
                                 };
-                                let direct = encode_ok("quotes-v2_x", op, id, &reply);
-                                let serde = reply_frame("quotes-v2_x", op, id, &reply);
-                                assert_eq!(direct.as_deref(), Some(serde.as_str()));
+                                let direct = reply_frame("quotes-v2_x", op, id, &reply);
+                                let serde = serde_reply_frame("quotes-v2_x", op, id, &reply);
+                                assert_eq!(direct, serde);
                             }
                         }
                     }
@@ -942,7 +956,10 @@ mod tests {
             message: "no",
             errors: &[],
         };
-        assert_eq!(encode_ok("bars", Operation::Subscribe, None, &error), None);
+        assert_eq!(
+            reply_frame("bars", Operation::Subscribe, None, &error),
+            serde_reply_frame("bars", Operation::Subscribe, None, &error)
+        );
     }
 
     #[test]

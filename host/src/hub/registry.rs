@@ -461,9 +461,7 @@ impl Registry {
                 }
             });
             let group = entry.groups.get_or_insert_with(topic, || Group::new(topic));
-            if !group.members.contains_key(&conn) {
-                group.members.insert_new(conn, Arc::clone(outbox));
-            }
+            group.members.insert_new(conn, Arc::clone(outbox));
         }
     }
 
