@@ -477,6 +477,42 @@ async fn a_plugin_without_authorize_still_loads_and_serves() {
     assert_eq!(c.recv().await["type"], "contract-v0-1-9.update");
 }
 
+/// `authorize` is a pure function of the claims and the request (the
+/// contract says so): the host reuses an answer for the same question for
+/// `--authorize-memory-ms`, then asks again; 0 asks every time. The
+/// misbehave route answers `clock` with the time it was asked.
+#[tokio::test]
+async fn an_authorize_answer_is_reused_for_a_moment_then_asked_again() {
+    async fn refusal(c: &mut Client) -> String {
+        let reply = send_subscribe(c, "misbehave", json!({"mode": "clock"})).await;
+        assert_eq!(reply["status"], "error", "{reply}");
+        let message = reply["message"].as_str().unwrap_or_default().to_owned();
+        assert!(message.starts_with("asked at "), "{reply}");
+        message
+    }
+    let host = Host::builder()
+        .plugins(&["misbehave"])
+        .arg("--authorize-memory-ms")
+        .arg("300")
+        .start();
+    let (mut a, mut b) = (host.client().await, host.client().await);
+    let first = refusal(&mut a).await;
+    // The same question from another connection: the same answer, unasked.
+    assert_eq!(refusal(&mut b).await, first);
+    assert_eq!(refusal(&mut a).await, first);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_ne!(refusal(&mut a).await, first, "asked again once it expired");
+
+    let host = Host::builder()
+        .plugins(&["misbehave"])
+        .arg("--authorize-memory-ms")
+        .arg("0")
+        .start();
+    let mut c = host.client().await;
+    let first = refusal(&mut c).await;
+    assert_ne!(refusal(&mut c).await, first, "0 asks every time");
+}
+
 #[tokio::test]
 async fn an_es256_public_key_verifies_tokens() {
     let fixtures = root().join("tests/fixtures");

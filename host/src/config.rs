@@ -302,6 +302,12 @@ pub struct Limits {
     #[arg(long, env = "WS_ROUTER_MAX_TOPIC_BYTES", default_value_t = 1024)]
     pub max_topic_bytes: usize,
 
+    /// How long a plugin's `authorize` answer is reused for the same claims
+    /// and request, in milliseconds (the contract makes it a pure function
+    /// of both); 0 asks the plugin on every subscribe.
+    #[arg(long, env = "WS_ROUTER_AUTHORIZE_MEMORY_MS", default_value_t = 1000)]
+    pub authorize_memory_ms: u64,
+
     /// Connections (WebSocket or plain HTTP) served at once; a WebSocket
     /// over the limit is closed with 1013.
     #[arg(long, env = "WS_ROUTER_MAX_CONNECTIONS", default_value_t = 10_000)]
@@ -367,6 +373,7 @@ impl Limits {
             memory_bytes: self.plugin_memory_mib.saturating_mul(1 << 20),
             max_keys: self.max_keys,
             max_topic_bytes: self.max_topic_bytes,
+            authorize_memory: Duration::from_millis(self.authorize_memory_ms),
         }
     }
 

@@ -31,6 +31,9 @@ pub struct Limits {
     pub max_keys: usize,
     /// Longest topic or key a plugin may return, in bytes.
     pub max_topic_bytes: usize,
+    /// How long an `authorize` answer is reused for the same claims and
+    /// request; zero asks the plugin every time.
+    pub authorize_memory: Duration,
 }
 
 impl Limits {

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use wasmtime::component::{Component, ComponentExportIndex};
 
 use super::{
+    authorized::AuthorizeCache,
     bindings::RoutePluginPre,
     cache::{ArtifactCache, Lookup},
     engine::{Instance, PluginEngine, PluginState},
@@ -230,6 +231,7 @@ impl PluginEngine {
             failures: AtomicU64::new(0),
             leases: TaskTracker::new(),
             resolved: TopicsCache::new(),
+            authorized: AuthorizeCache::new(self.limits().authorize_memory),
         })
     }
 

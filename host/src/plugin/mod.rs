@@ -7,12 +7,14 @@
 //!   sandboxed store, and the epoch ticker behind call deadlines.
 //! * [`loader`]: from a `.wasm` file to a checked, ready-to-call [`Plugin`].
 //! * [`route`]: a loaded plugin and calling it.
+//! * [`authorized`]: `authorize` answers remembered for a moment.
 //! * [`pool`]: pre-instantiated instances, one call at a time each.
 //! * [`schema`]: the route's JSON Schemas and the problems they find.
 //! * [`cache`]: compiled components on disk, so a restart need not compile.
 //! * [`output`]: plugin stdout and stderr, into the log, rate-limited.
 //! * [`bindings`]: the host side of `wit/ws-router.wit`.
 
+mod authorized;
 mod bindings;
 pub mod cache;
 pub mod engine;

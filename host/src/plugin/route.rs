@@ -17,6 +17,7 @@ use tracing::Instrument;
 use wasmtime::component::ComponentExportIndex;
 
 use super::{
+    authorized::AuthorizeCache,
     bindings::{RoutePluginPre, exports::ws_router::plugin::route as wit},
     engine::{CallError, Instance, PluginEngine, PluginState},
     output::PluginOutput,
@@ -123,6 +124,8 @@ pub struct Plugin {
     pub(super) leases: TaskTracker,
     /// `topics` answers of this version, by request text.
     pub(super) resolved: TopicsCache,
+    /// `authorize` answers of this version, for a moment.
+    pub(super) authorized: AuthorizeCache,
 }
 
 /// Whether a plugin's machine code came from the artifact cache, and how
@@ -302,16 +305,26 @@ impl Plugin {
     /// (canonical JSON): the optional WIT `authorize`. A plugin without it
     /// allows everything the host's own checks allow. A refusal is
     /// [`CallError::Rejected`] with the plugin's message; a plugin that
-    /// fails or does not answer refuses too.
+    /// fails or does not answer refuses too. The same question asked again
+    /// within [`Limits::authorize_memory`](super::Limits) gets the same
+    /// answer without a call (see [`AuthorizeCache`]).
     pub async fn authorize(&self, claims: &str, request: &str) -> Result<(), CallError> {
         let Some(export) = &self.authorize else {
             return Ok(());
         };
-        match self.call(Call::Authorize(export, claims, request)).await? {
-            Answer::Authorize(Ok(())) => Ok(()),
-            Answer::Authorize(Err(message)) => Err(CallError::Rejected(message)),
-            Answer::Topics(_) => Err(CallError::BadOutput("a topics answer".to_owned())),
-        }
+        let verdict = match self.authorized.get(claims, request) {
+            Some(verdict) => verdict,
+            None => match self.call(Call::Authorize(export, claims, request)).await? {
+                Answer::Authorize(verdict) => {
+                    self.authorized.insert(claims, request, &verdict);
+                    verdict
+                }
+                Answer::Topics(_) => {
+                    return Err(CallError::BadOutput("a topics answer".to_owned()));
+                }
+            },
+        };
+        verdict.map_err(CallError::Rejected)
     }
 
     async fn call_topics(

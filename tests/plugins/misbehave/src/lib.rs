@@ -6,7 +6,8 @@ use ws_router_sdk::prelude::*;
 
 #[model]
 pub struct Request {
-    /// ok, loop, alloc, trap, print, empty-keys, foreign, long, many.
+    /// ok, loop, alloc, trap, print, empty-keys, foreign, long, many;
+    /// `clock` is refused by `authorize` with the time it was asked.
     pub mode: String,
     #[serde(default)]
     pub id: u32,
@@ -88,6 +89,18 @@ impl Route for Misbehave {
             "foreign-key" => Ok(vec!["trades:stolen".to_owned()]),
             _ => Ok(vec![topic.to_owned()]),
         }
+    }
+
+    /// Impure on purpose for `clock`: each call answers differently, so a
+    /// test sees when the host reuses an answer instead of asking.
+    fn authorize(_claims: Option<&Claims>, request: &Self::Request) -> Result<(), String> {
+        if request.mode != "clock" {
+            return Ok(());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Err(format!("asked at {now}"))
     }
 }
 
