@@ -823,7 +823,7 @@ pub fn json_string(s: &str) -> String {
 /// `s` as a JSON string, escaped as serde_json escapes it, without an
 /// intermediate allocation (update frames are encoded on the fan-out path,
 /// and bars topics have quotes to escape).
-fn push_json_str(s: &str, out: &mut String) {
+pub(crate) fn push_json_str(s: &str, out: &mut String) {
     out.push('"');
     push_escaped(s, out);
     out.push('"');
