@@ -1,6 +1,8 @@
 //! A route's JSON Schemas: checked once at load, compiled into validators,
 //! and the problems a document has, in a form safe to show to whoever sent it.
 
+mod scan;
+
 use serde_json::Value;
 
 /// One problem found in a request or in published data.
@@ -21,6 +23,9 @@ const MAX_MESSAGE: usize = 300;
 pub struct Schema {
     pub source: Value,
     validator: jsonschema::Validator,
+    /// The same check while scanning the text, when the schema is simple
+    /// enough (see [`scan`]).
+    scan: Option<scan::ScanSchema>,
 }
 
 impl Schema {
@@ -33,7 +38,19 @@ impl Schema {
         }
         jsonschema::meta::validate(&source).map_err(|e| e.to_string())?;
         let validator = jsonschema::validator_for(&source).map_err(|e| e.to_string())?;
-        Ok(Schema { source, validator })
+        let scan = scan::ScanSchema::compile(&source);
+        Ok(Schema {
+            source,
+            validator,
+            scan,
+        })
+    }
+
+    /// Whether `text` (JSON) certainly matches, found without building a
+    /// tree when the schema is simple enough; `false` means "not known":
+    /// parse it and [`Schema::check`] it.
+    pub fn admits(&self, text: &str) -> bool {
+        self.scan.as_ref().is_some_and(|scan| scan.admits(text))
     }
 
     /// Check `value`; every problem (bounded) when it does not match.
