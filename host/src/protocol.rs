@@ -862,9 +862,11 @@ fn push_escaped(s: &str, out: &mut String) {
 /// `text` (valid JSON) without insignificant whitespace. Publishers may send
 /// pretty-printed data; subscribers get it compact, as the captured frames.
 pub fn compact_json(text: &str) -> std::borrow::Cow<'_, str> {
-    let needs_work = text
-        .bytes()
-        .any(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'));
+    // SIMD search: every update's data is looked at, and almost none has
+    // whitespace (a byte loop here was a tenth of the host's own work).
+    let bytes = text.as_bytes();
+    let needs_work = memchr::memchr3(b' ', b'\n', b'\r', bytes).is_some()
+        || memchr::memchr(b'\t', bytes).is_some();
     if !needs_work {
         return std::borrow::Cow::Borrowed(text);
     }
@@ -894,6 +896,34 @@ pub fn compact_json(text: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_are_escaped_as_serde_escapes_them() {
+        let long = format!("{}é\"{}", "x".repeat(250), "€\u{1}".repeat(200));
+        let mut cases: Vec<String> = [
+            "",
+            "plain",
+            "q:{\"s\":\"a\\\n\u{1}\u{c}\u{7f}\"}",
+            "\u{8}\t\r",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        cases.push(long);
+        // A multi-byte character at every position around a flush.
+        for pad in 240..256 {
+            cases.push(format!(
+                "{}😀é\"",
+                "\"".repeat(pad / 2) + &"x".repeat(pad % 2)
+            ));
+        }
+        for case in cases {
+            assert_eq!(
+                json_string(&case),
+                serde_json::to_string(&case).unwrap(),
+                "{case:?}"
+            );
+        }
+    }
 
     #[test]
     fn frames_with_a_topic_encoded_once_are_the_same_frames() {
