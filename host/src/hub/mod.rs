@@ -248,7 +248,9 @@ impl Host {
         check: publish::DataCheck<'_>,
     ) -> Result<Receipt, PublishError> {
         let published = self.publish_here(update, check).await;
-        let mut result = self.received(update, published).await;
+        let mut result = self
+            .received(update, published, &mut self.metrics.tally())
+            .await;
         if let Ok(receipt) = &mut result
             && let Some(ticket) = self.share(update, receipt)
         {
@@ -288,10 +290,11 @@ impl Host {
         }
         let mut results = Vec::with_capacity(published.len());
         let mut tickets = Vec::new();
+        let mut tally = self.metrics.tally();
         for item in published {
             let result = match item {
                 Ok((update, result)) => {
-                    let result = self.received(&update, result).await;
+                    let result = self.received(&update, result, &mut tally).await;
                     if let Ok(receipt) = &result
                         && let Some(ticket) = self.share(&update, receipt)
                     {
@@ -376,11 +379,12 @@ impl Host {
         .await
     }
 
-    /// The receipt of `update`'s publication, once known, counted.
+    /// The receipt of `update`'s publication, once known, counted in `tally`.
     async fn received(
         &self,
         update: &Update,
         published: Result<Published, PublishError>,
+        tally: &mut metrics::Tally<'_>,
     ) -> Result<Receipt, PublishError> {
         let result = match published {
             Ok(published) => Ok(published
@@ -389,16 +393,13 @@ impl Host {
             Err(e) => Err(e),
         };
         match &result {
-            Ok(receipt) => {
-                self.metrics
-                    .published(&receipt.route, true, receipt.delivered, receipt.dropped)
-            }
+            Ok(receipt) => tally.add(&receipt.route, true, receipt.delivered, receipt.dropped),
             // A route nobody serves is not a label: publishers could make
             // the label set grow without bound.
             Err(PublishError::UnknownRoute(_)) => {}
             Err(_) => {
                 if let Some(route) = self.routes.lease(&update.route) {
-                    self.metrics.published(&route.route, false, 0, 0);
+                    tally.add(&route.route, false, 0, 0);
                 }
             }
         }
