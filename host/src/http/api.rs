@@ -216,11 +216,16 @@ fn publish_reply(outcomes: &[Result<Receipt, PublishError>]) -> String {
         out.push_str("{\"status\":\"ok\",\"route\":");
         protocol::push_json_str(&receipt.route, &mut out);
         out.push_str(",\"keys\":[");
-        for (k, key) in receipt.keys.iter().enumerate() {
-            if k > 0 {
-                out.push(',');
+        match (&receipt.key_json, &receipt.keys[..]) {
+            (Some(json), [_]) => out.push_str(json),
+            _ => {
+                for (k, key) in receipt.keys.iter().enumerate() {
+                    if k > 0 {
+                        out.push(',');
+                    }
+                    protocol::push_json_str(key, &mut out);
+                }
             }
-            protocol::push_json_str(key, &mut out);
         }
         out.push_str("],\"delivered\":");
         out.push_str(numbers.format(receipt.delivered));
@@ -376,6 +381,7 @@ mod tests {
             delivered: 3,
             dropped: 1,
             cluster,
+            key_json: None,
         };
         let cases: Vec<Vec<Result<Receipt, PublishError>>> = vec![
             vec![],
@@ -390,6 +396,11 @@ mod tests {
                     }],
                 }),
                 Ok(receipt(Some(Cluster::Unavailable), &[])),
+                // The key's JSON as the registry encoded it.
+                Ok(Receipt {
+                    key_json: Some(Arc::from(protocol::json_string("bars:{\"s\":\"A\"}"))),
+                    ..receipt(None, &["bars:{\"s\":\"A\"}"])
+                }),
                 Err(PublishError::Topics(CallError::Busy(8))),
             ],
         ];

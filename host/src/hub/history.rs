@@ -484,6 +484,9 @@ impl History {
             });
             out.delivered += reached.delivered;
             out.dropped += reached.dropped;
+            if let [_] = keys {
+                out.key_json = reached.key_json;
+            }
         }
         out
     }

@@ -94,6 +94,9 @@ pub struct Receipt {
     pub dropped: usize,
     /// Whether the other nodes got it (`None`: one node, no broker).
     pub cluster: Option<Cluster>,
+    /// The only key, as a JSON string, when the registry had it encoded
+    /// (see [`FanOut::key_json`](super::registry::FanOut::key_json)).
+    pub key_json: Option<Arc<str>>,
 }
 
 /// Why an update was not published. The text is for the publisher.
@@ -304,6 +307,7 @@ fn deliver(
         delivered: fan_out.delivered,
         dropped: fan_out.dropped,
         cluster: None,
+        key_json: fan_out.key_json,
     })
 }
 
@@ -340,6 +344,7 @@ impl SharedPublication {
             delivered: 0,
             dropped: 0,
             cluster: Some(Cluster::Ok),
+            key_json: None,
         };
         for (key, answer) in keys.iter().zip(answers) {
             let position = match answer {

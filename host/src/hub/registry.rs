@@ -164,8 +164,9 @@ struct KeyEntry {
 struct Group {
     /// The conflation slot of (key, topic); unique for the process lifetime.
     slot: u64,
-    /// The topic as a JSON string, encoded once for every frame.
-    topic_json: Box<str>,
+    /// The topic as a JSON string, encoded once for every frame (and for
+    /// the publish reply, when a key is its topic: see [`FanOut::key_json`]).
+    topic_json: Arc<str>,
     members: ScanMap<ConnId, Arc<Outbox>>,
 }
 
@@ -175,7 +176,7 @@ impl Group {
     fn new(topic: &str) -> Group {
         Group {
             slot: NEXT_SLOT.fetch_add(1, Ordering::Relaxed),
-            topic_json: protocol::json_string(topic).into_boxed_str(),
+            topic_json: Arc::from(protocol::json_string(topic)),
             members: ScanMap::default(),
         }
     }
@@ -189,12 +190,16 @@ pub enum Rekey {
 }
 
 /// What one publication reached.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FanOut {
     /// Frames queued to subscribers.
     pub delivered: usize,
     /// Subscribers disconnected because their queue was full.
     pub dropped: usize,
+    /// The key published to, as a JSON string, when subscribers have it as
+    /// their topic (encoded when they subscribed): what the publish reply
+    /// lists, without escaping the key again per update.
+    pub key_json: Option<Arc<str>>,
 }
 
 impl Default for Registry {
@@ -540,6 +545,9 @@ impl Registry {
         let shard = self.read(key);
         if let Some(entry) = shard.get(key) {
             for (topic, group) in entry.groups.iter() {
+                if **topic == *key {
+                    out.key_json = Some(Arc::clone(&group.topic_json));
+                }
                 let text = match at {
                     Some((offset, epoch)) => protocol::update_frame_at_encoded(
                         &entry.route,
