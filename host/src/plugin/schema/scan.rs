@@ -142,17 +142,22 @@ impl ScanSchema {
             .iter()
             .map(|(name, s)| Some((name.as_str().into(), Property::compile(s, defs, 0)?)))
             .collect::<Option<Vec<(Box<str>, Property)>>>()?;
-        let mut bits = 0u64;
-        for name in required {
-            let name = name.as_str()?;
-            let i = properties.iter().position(|(n, _)| &**n == name)?;
-            bits |= 1 << i;
-        }
-        Some(ScanSchema {
+        let mut scan = ScanSchema {
             properties,
-            required: bits,
+            required: 0,
             additional,
-        })
+        };
+        for name in required {
+            scan.required |= 1 << scan.index(name.as_str()?.as_bytes())?;
+        }
+        Some(scan)
+    }
+
+    /// Which property `name` is.
+    fn index(&self, name: &[u8]) -> Option<usize> {
+        self.properties
+            .iter()
+            .position(|(n, _)| n.as_bytes() == name)
     }
 
     /// Whether `text` (JSON) certainly matches; `false` is "not known".
@@ -183,11 +188,7 @@ impl ScanSchema {
                 r.space();
                 r.expect(b':')?;
                 r.space();
-                match self
-                    .properties
-                    .iter()
-                    .position(|(n, _)| n.as_bytes() == key)
-                {
+                match self.index(key) {
                     Some(i) => {
                         self.properties[i].1.check(r)?;
                         seen |= 1 << i;
@@ -251,46 +252,40 @@ impl Property {
         Some(property)
     }
 
-    fn allows(&self, bit: u8, choice: impl FnOnce() -> Choice) -> bool {
+    /// Whether a value of type `bit` is allowed, `is` telling whether it
+    /// is a given listed choice (when the schema lists them).
+    fn allows(&self, bit: u8, is: impl Fn(&Choice) -> bool) -> bool {
         let numeric = bit == Types::INTEGER && self.types.has(Types::NUMBER);
-        (self.types.has(bit) || numeric)
-            && self.choices.as_ref().is_none_or(|c| c.contains(&choice()))
+        (self.types.has(bit) || numeric) && self.choices.as_ref().is_none_or(|c| c.iter().any(is))
     }
-}
 
-impl Property {
     /// Read one value and check it; `None` when it is not known to match.
     fn check(&self, r: &mut Reader<'_>) -> Option<()> {
         let ok = match r.peek()? {
             b'"' => {
                 let (raw, escaped) = r.string()?;
-                self.types.has(Types::STRING)
-                    && match &self.choices {
-                        None => true,
-                        // Compared as written: an escaped string is left to
-                        // the validator.
-                        Some(choices) => {
-                            !escaped
-                                && choices
-                                    .iter()
-                                    .any(|c| matches!(c, Choice::String(s) if s.as_bytes() == raw))
-                        }
-                    }
+                // Compared as written: an escaped string is left to the
+                // validator.
+                self.allows(Types::STRING, |c| {
+                    !escaped && matches!(c, Choice::String(s) if s.as_bytes() == raw)
+                })
             }
             b't' => {
                 r.literal(b"true")?;
-                self.allows(Types::BOOLEAN, || Choice::Bool(true))
+                self.allows(Types::BOOLEAN, |c| *c == Choice::Bool(true))
             }
             b'f' => {
                 r.literal(b"false")?;
-                self.allows(Types::BOOLEAN, || Choice::Bool(false))
+                self.allows(Types::BOOLEAN, |c| *c == Choice::Bool(false))
             }
             b'n' => {
                 r.literal(b"null")?;
-                self.allows(Types::NULL, || Choice::Null)
+                self.allows(Types::NULL, |c| *c == Choice::Null)
             }
             b'-' | b'0'..=b'9' => match r.number()? {
-                Number::Integer(n) => self.allows(Types::INTEGER, || Choice::Integer(n.into())),
+                Number::Integer(n) => {
+                    self.allows(Types::INTEGER, |c| *c == Choice::Integer(n.into()))
+                }
                 // A fraction, an exponent, `-0` or over 18 digits: a number,
                 // and not known for anything narrower.
                 Number::Other => self.types.has(Types::NUMBER) && self.choices.is_none(),
@@ -521,6 +516,11 @@ mod tests {
         // Escaped, compared by the validator.
         assert!(!scan.admits(r#"{"price":1,"side":"s\u0065ll"}"#));
         assert!(!scan.admits(r#"{"price":1,"side":"hold"}"#));
+        // An escape written as a choice's very text is still another string:
+        // "\u0041" is "A", not the six characters listed.
+        let schema = json!({"type": "object", "properties": {"s": {"enum": ["\\u0041"]}}});
+        let scan = ScanSchema::compile(&schema).expect("enum scan");
+        assert!(!scan.admits(r#"{"s":"\u0041"}"#));
     }
 
     #[test]
