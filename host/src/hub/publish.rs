@@ -32,7 +32,7 @@ use super::{
     routes::{RouteTable, UnknownRoute},
 };
 use crate::{
-    plugin::{CallError, Lease, Problem},
+    plugin::{CallError, Lease, Plugin, Problem},
     protocol,
 };
 
@@ -205,37 +205,47 @@ pub async fn publish(
             plugin.topics(&request.to_string()).await?.keys
         }
     };
-    let sampler = match check {
-        DataCheck::Every => None,
-        DataCheck::Sampled(sampler) if sampler.due() => Some(sampler),
+    match check {
+        DataCheck::Every => check_data(&plugin, &update.data, None)?,
+        DataCheck::Sampled(sampler) if sampler.due() => {
+            check_data(&plugin, &update.data, Some(sampler))?;
+        }
         // Trusted and not picked: the data is JSON (it parsed as a raw
         // value); its shape is the publisher's word.
-        DataCheck::Sampled(_) => {
-            return Ok(deliver(registry, history, shared, plugin, keys, update));
-        }
-    };
-    // Most routes' data schemas are checked while scanning the text; the
-    // rest, and whatever the scan is not sure of, by the full validator.
-    if plugin.data_schema.admits(update.data.get()) {
-        return Ok(deliver(registry, history, shared, plugin, keys, update));
-    }
-    let data: Value = serde_json::from_str(update.data.get())
-        .map_err(|e| PublishError::Malformed(format!("data is not JSON: {e}")))?;
-    if let Err(problems) = plugin.data_schema.check(&data) {
-        if let Some(sampler) = sampler {
-            let failures = sampler.failures.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(
-                route = %plugin.route,
-                failures,
-                "a trusted publisher's update does not match the data schema (sampled check)"
-            );
-        }
-        return Err(PublishError::InvalidData {
-            route: route(),
-            problems,
-        });
+        DataCheck::Sampled(_) => {}
     }
     Ok(deliver(registry, history, shared, plugin, keys, update))
+}
+
+/// Check `data` against the route's data schema; a failure of a trusted
+/// publisher's (`sampler`) is counted and logged too.
+fn check_data(
+    plugin: &Plugin,
+    data: &RawValue,
+    sampler: Option<&Sampler>,
+) -> Result<(), PublishError> {
+    // Most routes' data schemas are checked while scanning the text; the
+    // rest, and whatever the scan is not sure of, by the full validator.
+    if plugin.data_schema.admits(data.get()) {
+        return Ok(());
+    }
+    let data: Value = serde_json::from_str(data.get())
+        .map_err(|e| PublishError::Malformed(format!("data is not JSON: {e}")))?;
+    let Err(problems) = plugin.data_schema.check(&data) else {
+        return Ok(());
+    };
+    if let Some(sampler) = sampler {
+        let failures = sampler.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(
+            route = %plugin.route,
+            failures,
+            "a trusted publisher's update does not match the data schema (sampled check)"
+        );
+    }
+    Err(PublishError::InvalidData {
+        route: plugin.info.name.clone(),
+        problems,
+    })
 }
 
 /// A publication: delivered, or waiting for Redis to give its keys their
