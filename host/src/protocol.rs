@@ -593,14 +593,8 @@ fn ok_frame(route: &str, op: Operation, id: Option<Id<'_>>, reply: &Reply<'_>) -
     let topic_json = json_string(topic);
     out.push_str(&topic_json);
     if let Some(keys) = topics {
-        out.push_str(",\"topics\":[");
-        for (i, key) in keys.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            push_json_str(key, &mut out);
-        }
-        out.push(']');
+        out.push_str(",\"topics\":");
+        push_json_strs(keys, &mut out);
     }
     if let Some(positions) = positions {
         out.push_str(",\"positions\":{");
@@ -829,6 +823,18 @@ pub(crate) fn push_json_str(s: &str, out: &mut String) {
     out.push('"');
 }
 
+/// `items` as a JSON array of strings.
+pub(crate) fn push_json_strs(items: &[Arc<str>], out: &mut String) {
+    out.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(item, out);
+    }
+    out.push(']');
+}
+
 /// `s` as the inside of a JSON string: `"`, `\\` and controls escaped as
 /// serde_json escapes them.
 fn push_escaped(s: &str, out: &mut String) {
@@ -909,7 +915,8 @@ mod tests {
         .map(str::to_owned)
         .to_vec();
         cases.push(long);
-        // A multi-byte character at every position around a flush.
+        // Multi-byte characters after runs of escapes of every length
+        // around 250 bytes.
         for pad in 240..256 {
             cases.push(format!(
                 "{}😀é\"",

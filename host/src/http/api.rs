@@ -215,19 +215,16 @@ fn publish_reply(outcomes: &[Result<Receipt, PublishError>]) -> String {
         delivered += receipt.delivered;
         out.push_str("{\"status\":\"ok\",\"route\":");
         protocol::push_json_str(&receipt.route, &mut out);
-        out.push_str(",\"keys\":[");
+        out.push_str(",\"keys\":");
         match (&receipt.key_json, &receipt.keys[..]) {
-            (Some(json), [_]) => out.push_str(json),
-            _ => {
-                for (k, key) in receipt.keys.iter().enumerate() {
-                    if k > 0 {
-                        out.push(',');
-                    }
-                    protocol::push_json_str(key, &mut out);
-                }
+            (Some(json), [_]) => {
+                out.push('[');
+                out.push_str(json);
+                out.push(']');
             }
+            _ => protocol::push_json_strs(&receipt.keys, &mut out),
         }
-        out.push_str("],\"delivered\":");
+        out.push_str(",\"delivered\":");
         out.push_str(numbers.format(receipt.delivered));
         match receipt.cluster {
             None => {}

@@ -781,7 +781,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_large_group_finds_its_members_through_its_index() {
-        // Past GROUP_SCAN members a group indexes them: joining twice,
+        // Past ScanMap's scanning size a group indexes its members: joining twice,
         // leaving from the middle (a swap) and publishing stay exact.
         let reg = Registry::default();
         let (route, topic) = (arc("q"), arc("q:hot"));
