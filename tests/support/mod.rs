@@ -378,6 +378,12 @@ impl Client {
     pub async fn subscribe(&mut self, route: &str, request: Value) -> Value {
         self.send(&serde_json::json!({"type": format!("{route}.subscribe"), "payload": request}))
             .await;
+        self.subscribed(route).await
+    }
+
+    /// The reply to a subscribe sent to `route`: its payload, asserting
+    /// status ok.
+    pub async fn subscribed(&mut self, route: &str) -> Value {
         let reply = self.recv().await;
         assert_eq!(
             reply["type"],

@@ -43,14 +43,7 @@ pub async fn subscribe(
     recover: Option<Value>,
 ) -> Value {
     c.send(&subscribe_frame(route, request, recover)).await;
-    let reply = c.recv().await;
-    assert_eq!(
-        reply["type"],
-        format!("{route}.subscribe.response"),
-        "{reply}"
-    );
-    assert_eq!(reply["payload"]["status"], "ok", "{reply}");
-    reply["payload"].clone()
+    c.subscribed(route).await
 }
 
 pub async fn subscribe_bars(c: &mut Client, recover: Option<Value>) -> Value {
