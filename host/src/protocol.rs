@@ -506,16 +506,6 @@ fn encode<P: Serialize>(ty: &str, id: Option<Id<'_>>, payload: P) -> String {
     serde_json::to_string(&Frame { ty, id, payload }).unwrap_or_default()
 }
 
-/// `<route>.<op>.response` with the given reply, echoing the command's `id`.
-/// An ok reply (one per subscribe) is written directly ([`ok_frame`]); an
-/// error reply goes through serde.
-pub fn reply_frame(route: &str, op: Operation, id: Option<Id<'_>>, reply: &Reply<'_>) -> String {
-    match reply {
-        Reply::Ok { .. } => ok_frame(route, op, id, reply),
-        Reply::Error { .. } => serde_reply_frame(route, op, id, reply),
-    }
-}
-
 fn serde_reply_frame(route: &str, op: Operation, id: Option<Id<'_>>, reply: &Reply<'_>) -> String {
     encode(&format!("{route}.{}.response", op.as_str()), id, reply)
 }
@@ -559,11 +549,12 @@ pub fn subscribed_reply(
     reply_frame(route, op, id, &reply)
 }
 
-/// An ok reply, written directly: a subscribe storm sends one per command,
+/// `<route>.<op>.response` with the given reply, echoing the command's `id`.
+/// An ok reply is written directly: a subscribe storm sends one per command,
 /// and serde's tagged-enum path cost several times the bytes written.
 /// Byte-identical to serde's encoding (a test compares the two); an error
 /// reply is serde's.
-fn ok_frame(route: &str, op: Operation, id: Option<Id<'_>>, reply: &Reply<'_>) -> String {
+pub fn reply_frame(route: &str, op: Operation, id: Option<Id<'_>>, reply: &Reply<'_>) -> String {
     let Reply::Ok {
         message,
         topic,
